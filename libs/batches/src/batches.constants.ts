@@ -1,0 +1,4 @@
+export const BATCH_HANDLER_METADATA = Symbol('nestjs-batches:batch-handler');
+/** The resolved, validated module options. */
+export const BATCHES_OPTIONS = Symbol('nestjs-batches:options');
+export const BATCHES_BROKER = Symbol('nestjs-batches:broker');

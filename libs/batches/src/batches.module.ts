@@ -1,0 +1,51 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { DiscoveryModule } from '@nestjs/core';
+import { BATCHES_BROKER, BATCHES_OPTIONS } from './batches.constants.js';
+import { ConfigurableModuleClass, MODULE_OPTIONS_TOKEN, OPTIONS_TYPE } from './batches.module-definition.js';
+import { resolveModuleOptions, type BatchesModuleOptions, type ResolvedModuleOptions } from './batches.options.js';
+import { AmqpBroker } from './broker/amqp.broker.js';
+import type { Broker } from './broker/broker.interface.js';
+import { MemoryBroker } from './broker/memory.broker.js';
+import { BatchClient } from './client/batch.client.js';
+import { ConnectionsLifecycle } from './connections.lifecycle.js';
+import { HandlerExplorer } from './handler.explorer.js';
+import { MemoryResultBackend } from './results/memory.result-backend.js';
+import { ResultBackend } from './results/result-backend.js';
+import { BatchWorker } from './transport/batch-worker.js';
+import { BatchesServer } from './transport/batches.server.js';
+
+function createBroker(options: ResolvedModuleOptions): Broker {
+  return options.brokerUrls[0].startsWith('memory:') ? new MemoryBroker() : new AmqpBroker(options.brokerUrls);
+}
+
+async function createResultBackend(options: ResolvedModuleOptions): Promise<ResultBackend> {
+  if (options.resultBackend.startsWith('memory:')) return new MemoryResultBackend(options.resultExpires);
+  // ioredis is loaded only by apps that store results in Redis.
+  const { RedisResultBackend } = await import('./results/redis.result-backend.js');
+  return new RedisResultBackend(options.resultBackend, options.resultExpires);
+}
+
+/**
+ * `BatchesModule.forRoot(options)` / `forRootAsync({ imports, inject, useFactory })`: global;
+ * provides `BatchClient`, `ResultBackend` and the `BatchesServer` transport strategy.
+ */
+@Module({
+  imports: [DiscoveryModule],
+  providers: [
+    { provide: BATCHES_OPTIONS, inject: [MODULE_OPTIONS_TOKEN], useFactory: (options: BatchesModuleOptions) => resolveModuleOptions(options) },
+    { provide: BATCHES_BROKER, inject: [BATCHES_OPTIONS], useFactory: createBroker },
+    { provide: ResultBackend, inject: [BATCHES_OPTIONS], useFactory: createResultBackend },
+    HandlerExplorer,
+    BatchWorker,
+    BatchesServer,
+    BatchClient,
+    ConnectionsLifecycle,
+  ],
+  exports: [ResultBackend, BatchClient, BatchesServer, BATCHES_BROKER],
+})
+export class BatchesModule extends ConfigurableModuleClass {
+  /** Options are all optional: `forRoot()` runs on the embedded `memory://` broker. */
+  static override forRoot(options: typeof OPTIONS_TYPE = {}): DynamicModule {
+    return super.forRoot(options);
+  }
+}

@@ -1,0 +1,205 @@
+/** Options of `BatchesModule.forRoot()`. Every field is optional; defaults are in `BATCHES_DEFAULTS`. */
+export interface BatchesModuleOptions {
+  /**
+   * Where tasks come from and go to: `'memory://'` (embedded, in-process), `'amqp://…'` /
+   * `'amqps://…'`, or a list of AMQP URLs tried in turn for failover.
+   */
+  broker?: string | string[];
+  /** Where per-request results are stored: `'memory://'` or `'redis://…'`. */
+  resultBackend?: string;
+  /** How long stored results live, in milliseconds (Celery's `result_expires`). */
+  resultExpires?: number;
+  /** Default `flushEvery` of handlers that set none. */
+  flushEvery?: number;
+  /** Default `flushInterval` (ms) of handlers that set none. */
+  flushInterval?: number;
+  /** Queue used by handlers and by the client when none is named (Celery's `task_default_queue`). */
+  defaultQueue?: string;
+  /** Default `maxRetries` of handlers. */
+  maxRetries?: number;
+  /** Default `retryDelay` (ms) of handlers: the first retry waits this long, each next one twice as long. */
+  retryDelay?: number;
+  /** Worker node name reported in `SimpleRequest.hostname` and in the `origin` header. */
+  hostname?: string;
+  /** Run `delay`/`applyAsync` in-process as batches of one instead of publishing (for tests). */
+  eager?: boolean;
+  /** Messages larger than this (bytes) are dead-lettered instead of decoded. */
+  maxMessageBytes?: number;
+}
+
+/** Options of `@BatchHandler(name, options)`. Unset fields take the module's defaults. */
+export interface BatchHandlerOptions {
+  /** Flush when the buffer holds this many requests. A batch never holds more. */
+  flushEvery?: number;
+  /** Flush a non-empty buffer after this many milliseconds. */
+  flushInterval?: number;
+  /** Queue to consume; defaults to the module's `defaultQueue`. */
+  queue?: string;
+  /**
+   * Unacked messages the broker may hand this queue's channel. Derived when unset; when set it
+   * must hold a full batch (at least `flushEvery`).
+   */
+  prefetch?: number;
+  /** Batches of this handler running at once (handed out in order). */
+  concurrency?: number;
+  /** Times a failed request is retried before it is dead-lettered and marked FAILURE. */
+  maxRetries?: number;
+  /** Delay (ms) before the first retry; doubles with each retry. */
+  retryDelay?: number;
+}
+
+export const BATCHES_DEFAULTS = {
+  broker: 'memory://',
+  resultBackend: 'memory://',
+  resultExpires: 86_400_000,
+  flushEvery: 10,
+  flushInterval: 30_000,
+  defaultQueue: 'celery',
+  maxRetries: 3,
+  retryDelay: 1_000,
+  eager: false,
+  maxMessageBytes: 16 * 1024 * 1024,
+  concurrency: 1,
+} as const;
+
+export interface ResolvedModuleOptions {
+  brokerUrls: string[];
+  resultBackend: string;
+  resultExpires: number;
+  flushEvery: number;
+  flushInterval: number;
+  defaultQueue: string;
+  maxRetries: number;
+  retryDelay: number;
+  hostname: string;
+  eager: boolean;
+  maxMessageBytes: number;
+}
+
+export interface ResolvedHandlerOptions {
+  flushEvery: number;
+  flushInterval: number;
+  queue: string;
+  prefetch?: number;
+  concurrency: number;
+  maxRetries: number;
+  retryDelay: number;
+}
+
+/** Thrown at startup for an option that cannot work; the message names the option and the fix. */
+export class BatchesConfigError extends Error {
+  override readonly name = 'BatchesConfigError';
+}
+
+function positiveInteger(where: string, option: string, value: number, hint: string): number {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new BatchesConfigError(`${where}: \`${option}\` must be a positive integer, got ${String(value)}. ${hint}`);
+  }
+  return value;
+}
+
+function nonNegativeInteger(where: string, option: string, value: number, hint: string): number {
+  if (!Number.isInteger(value) || value < 0) {
+    throw new BatchesConfigError(`${where}: \`${option}\` must be an integer of 0 or more, got ${String(value)}. ${hint}`);
+  }
+  return value;
+}
+
+const BROKER_SCHEMES = ['memory:', 'amqp:', 'amqps:'];
+const BACKEND_SCHEMES = ['memory:', 'redis:', 'rediss:'];
+
+function scheme(url: string): string {
+  const match = /^([a-z][a-z0-9+.-]*:)/i.exec(url);
+  return match ? match[1].toLowerCase() : '';
+}
+
+export function resolveModuleOptions(options: BatchesModuleOptions = {}): ResolvedModuleOptions {
+  const where = 'BatchesModule.forRoot()';
+  const brokerUrls = [options.broker ?? BATCHES_DEFAULTS.broker].flat();
+  if (brokerUrls.length === 0) {
+    throw new BatchesConfigError(`${where}: \`broker\` is an empty list. Give at least one URL, e.g. 'amqp://guest:guest@127.0.0.1:5672'.`);
+  }
+  for (const url of brokerUrls) {
+    if (!BROKER_SCHEMES.includes(scheme(url))) {
+      throw new BatchesConfigError(
+        `${where}: \`broker\` ${JSON.stringify(url)} has an unknown scheme. Use 'memory://' or an 'amqp://' / 'amqps://' URL.`,
+      );
+    }
+  }
+  if (brokerUrls.length > 1 && brokerUrls.some((url) => scheme(url) === 'memory:')) {
+    throw new BatchesConfigError(`${where}: \`broker\` lists 'memory://' among failover URLs. Failover lists take AMQP URLs only.`);
+  }
+  const resultBackend = options.resultBackend ?? BATCHES_DEFAULTS.resultBackend;
+  if (!BACKEND_SCHEMES.includes(scheme(resultBackend))) {
+    throw new BatchesConfigError(
+      `${where}: \`resultBackend\` ${JSON.stringify(resultBackend)} has an unknown scheme. Use 'memory://' or a 'redis://' URL.`,
+    );
+  }
+  const hint = 'Leave it unset for the default.';
+  return {
+    brokerUrls,
+    resultBackend,
+    resultExpires: positiveInteger(where, 'resultExpires', options.resultExpires ?? BATCHES_DEFAULTS.resultExpires, hint),
+    flushEvery: positiveInteger(where, 'flushEvery', options.flushEvery ?? BATCHES_DEFAULTS.flushEvery, hint),
+    flushInterval: positiveInteger(where, 'flushInterval', options.flushInterval ?? BATCHES_DEFAULTS.flushInterval, 'It is in milliseconds.'),
+    defaultQueue: queueName(where, 'defaultQueue', options.defaultQueue ?? BATCHES_DEFAULTS.defaultQueue),
+    maxRetries: nonNegativeInteger(where, 'maxRetries', options.maxRetries ?? BATCHES_DEFAULTS.maxRetries, hint),
+    retryDelay: nonNegativeInteger(where, 'retryDelay', options.retryDelay ?? BATCHES_DEFAULTS.retryDelay, 'It is in milliseconds.'),
+    hostname: options.hostname ?? `nestjs-batches@${process.env.HOSTNAME ?? 'localhost'}`,
+    eager: options.eager ?? BATCHES_DEFAULTS.eager,
+    maxMessageBytes: positiveInteger(where, 'maxMessageBytes', options.maxMessageBytes ?? BATCHES_DEFAULTS.maxMessageBytes, hint),
+  };
+}
+
+function queueName(where: string, option: string, value: string): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 255) {
+    throw new BatchesConfigError(`${where}: \`${option}\` must be a queue name of 1 to 255 characters, got ${JSON.stringify(value)}.`);
+  }
+  return value;
+}
+
+export function resolveHandlerOptions(
+  task: string,
+  options: BatchHandlerOptions,
+  defaults: ResolvedModuleOptions,
+): ResolvedHandlerOptions {
+  const where = `@BatchHandler('${task}')`;
+  const flushEvery = positiveInteger(where, 'flushEvery', options.flushEvery ?? defaults.flushEvery, 'A batch holds at most this many requests.');
+  const resolved: ResolvedHandlerOptions = {
+    flushEvery,
+    flushInterval: positiveInteger(where, 'flushInterval', options.flushInterval ?? defaults.flushInterval, 'It is in milliseconds.'),
+    queue: queueName(where, 'queue', options.queue ?? defaults.defaultQueue),
+    concurrency: positiveInteger(where, 'concurrency', options.concurrency ?? BATCHES_DEFAULTS.concurrency, 'It bounds the batches running at once.'),
+    maxRetries: nonNegativeInteger(where, 'maxRetries', options.maxRetries ?? defaults.maxRetries, 'Use 0 to dead-letter on the first failure.'),
+    retryDelay: nonNegativeInteger(where, 'retryDelay', options.retryDelay ?? defaults.retryDelay, 'It is in milliseconds.'),
+  };
+  if (options.prefetch !== undefined) {
+    positiveInteger(where, 'prefetch', options.prefetch, 'Leave it unset to let the library derive it.');
+    if (options.prefetch < flushEvery) {
+      throw new BatchesConfigError(
+        `${where}: \`prefetch\` ${options.prefetch} is below \`flushEvery\` ${flushEvery}, so a full batch could never arrive. ` +
+          `Raise prefetch to at least ${flushEvery}, or leave it unset to let the library derive it.`,
+      );
+    }
+    resolved.prefetch = options.prefetch;
+  }
+  return resolved;
+}
+
+/** RabbitMQ's prefetch count is a 16-bit field. */
+export const MAX_PREFETCH = 65_535;
+
+/**
+ * Unacked messages a queue's channel may hold: room for every handler's running batches plus the
+ * next one filling, so handlers sharing a queue never starve each other.
+ */
+export function derivePrefetch(queue: string, handlers: ResolvedHandlerOptions[]): number {
+  const prefetch = handlers.reduce((sum, handler) => sum + (handler.prefetch ?? handler.flushEvery * (handler.concurrency + 1)), 0);
+  if (prefetch > MAX_PREFETCH) {
+    throw new BatchesConfigError(
+      `Queue '${queue}': its handlers need a prefetch of ${prefetch}, above RabbitMQ's limit of ${MAX_PREFETCH}. ` +
+        'Lower `flushEvery` or `concurrency`, or move a handler to its own `queue`.',
+    );
+  }
+  return prefetch;
+}

@@ -1,0 +1,66 @@
+/** What the transport needs of a broker: Celery-style queues, confirmed publishes, and consumers with late ack. */
+
+export type HeaderValue = unknown;
+
+export interface MessageProperties {
+  contentType?: string;
+  contentEncoding?: string;
+  correlationId?: string;
+  replyTo?: string;
+  priority?: number;
+  deliveryMode?: number;
+  messageId?: string;
+  headers?: Record<string, HeaderValue>;
+}
+
+export interface OutgoingMessage {
+  exchange: string;
+  routingKey: string;
+  body: Buffer;
+  properties: MessageProperties;
+}
+
+/** The channel a delivery came from: its tags mean nothing on any other channel. */
+export interface DeliveryChannel {
+  /** False once the channel is gone; its deliveries are then redelivered by the broker and must not be settled. */
+  readonly open: boolean;
+  ack(deliveryTag: number, multiple: boolean): void;
+}
+
+export interface Delivery {
+  readonly body: Buffer;
+  readonly properties: MessageProperties;
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly redelivered: boolean;
+  readonly deliveryTag: number;
+  readonly channel: DeliveryChannel;
+}
+
+export interface ConsumeOptions {
+  prefetch: number;
+}
+
+export interface QueueConsumer {
+  /** Changes how many unacked messages the broker may hand this consumer (held ETA requests widen it). */
+  setPrefetch(prefetch: number): Promise<void>;
+  /** Stops new deliveries; unacked ones stay settleable. */
+  cancel(): Promise<void>;
+}
+
+export type BrokerEvent = 'connect' | 'disconnect';
+
+export interface Broker {
+  readonly url: string;
+  /** Declares `queue` the way Celery does (direct exchange `celery`, durable queue, routing key = name). */
+  declareQueue(queue: string, exchange?: string): Promise<void>;
+  /** Declares a plain durable queue reached through the default exchange (dead letters). */
+  declareDeadLetterQueue(queue: string): Promise<void>;
+  consume(queue: string, options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<QueueConsumer>;
+  /** Resolves once the broker has confirmed the message; survives reconnects. */
+  publish(message: OutgoingMessage): Promise<void>;
+  on(event: BrokerEvent, listener: (detail?: unknown) => void): void;
+  /** Resolves once connected (or at once for in-process brokers). */
+  ready(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,215 @@
+import type { Broker, BrokerEvent, ConsumeOptions, Delivery, DeliveryChannel, OutgoingMessage, QueueConsumer } from './broker.interface.js';
+
+interface StoredMessage {
+  body: Buffer;
+  properties: OutgoingMessage['properties'];
+  exchange: string;
+  routingKey: string;
+  redelivered: boolean;
+}
+
+/**
+ * The embedded broker: in-process queues with AMQP's consume semantics (prefetch, late ack,
+ * redelivery of unacked messages when a consumer goes away), so apps run with no services.
+ */
+export class MemoryBroker implements Broker {
+  readonly url = 'memory://';
+  private readonly queues = new Map<string, MemoryQueue>();
+  /** exchange → routing key → queues (Celery's direct exchanges). */
+  private readonly bindings = new Map<string, Map<string, Set<string>>>();
+
+  async declareQueue(queue: string, exchange = 'celery'): Promise<void> {
+    this.queue(queue);
+    const routes = this.bindings.get(exchange) ?? new Map<string, Set<string>>();
+    this.bindings.set(exchange, routes);
+    const bound = routes.get(queue) ?? new Set<string>();
+    routes.set(queue, bound.add(queue));
+  }
+
+  async declareDeadLetterQueue(queue: string): Promise<void> {
+    this.queue(queue);
+  }
+
+  async consume(queue: string, options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<QueueConsumer> {
+    return this.queue(queue).addConsumer(options.prefetch, onDelivery);
+  }
+
+  async publish(message: OutgoingMessage): Promise<void> {
+    const targets = message.exchange === '' ? [message.routingKey] : (this.bindings.get(message.exchange)?.get(message.routingKey) ?? []);
+    for (const name of targets) {
+      const queue = this.queues.get(name);
+      // Like AMQP, a message routed nowhere is dropped; the default exchange reaches only declared queues.
+      queue?.push({ ...message, body: Buffer.from(message.body), redelivered: false });
+    }
+  }
+
+  /** Messages waiting (not delivered) and delivered but unacked, per queue; for tests and examples. */
+  stats(queue: string): { ready: number; unacked: number } {
+    return this.queues.get(queue)?.stats() ?? { ready: 0, unacked: 0 };
+  }
+
+  /** Takes every waiting message off a queue (for inspecting dead letters). */
+  drain(queue: string): Array<Omit<Delivery, 'channel' | 'deliveryTag'>> {
+    return this.queues.get(queue)?.take() ?? [];
+  }
+
+  on(_event: BrokerEvent, _listener: (detail?: unknown) => void): void {
+    // In-process: never connects or disconnects.
+  }
+
+  async ready(): Promise<void> {}
+
+  async close(): Promise<void> {
+    for (const queue of this.queues.values()) queue.closeConsumers();
+  }
+
+  private queue(name: string): MemoryQueue {
+    let queue = this.queues.get(name);
+    if (!queue) {
+      queue = new MemoryQueue();
+      this.queues.set(name, queue);
+    }
+    return queue;
+  }
+}
+
+class MemoryQueue {
+  private ready: StoredMessage[] = [];
+  private head = 0;
+  private readonly consumers: MemoryConsumer[] = [];
+  private next = 0;
+  private scheduled = false;
+
+  push(message: StoredMessage): void {
+    this.ready.push(message);
+    this.schedule();
+  }
+
+  /** Puts unacked messages back at the front, marked redelivered, as RabbitMQ does. */
+  requeue(messages: StoredMessage[]): void {
+    const rest = this.ready.slice(this.head);
+    this.ready = [...messages.map((message) => ({ ...message, redelivered: true })), ...rest];
+    this.head = 0;
+    this.schedule();
+  }
+
+  addConsumer(prefetch: number, onDelivery: (delivery: Delivery) => void): MemoryConsumer {
+    const consumer = new MemoryConsumer(this, prefetch, onDelivery);
+    this.consumers.push(consumer);
+    this.schedule();
+    return consumer;
+  }
+
+  removeConsumer(consumer: MemoryConsumer): void {
+    const index = this.consumers.indexOf(consumer);
+    if (index >= 0) this.consumers.splice(index, 1);
+  }
+
+  stats(): { ready: number; unacked: number } {
+    return { ready: this.ready.length - this.head, unacked: this.consumers.reduce((sum, consumer) => sum + consumer.unackedCount, 0) };
+  }
+
+  take(): StoredMessage[] {
+    const taken = this.ready.slice(this.head);
+    this.ready = [];
+    this.head = 0;
+    return taken;
+  }
+
+  closeConsumers(): void {
+    // closeChannel() removes the consumer from the list.
+    while (this.consumers.length > 0) this.consumers[0].closeChannel();
+  }
+
+  schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    // Deliver on a later turn, never inside publish() or ack(): callers must not be re-entered.
+    setImmediate(() => {
+      this.scheduled = false;
+      this.dispatch();
+    });
+  }
+
+  /** Round-robins waiting messages over consumers with room in their prefetch window. */
+  private dispatch(): void {
+    let idle = 0;
+    while (this.head < this.ready.length && this.consumers.length > 0 && idle < this.consumers.length) {
+      const consumer = this.consumers[this.next++ % this.consumers.length];
+      if (!consumer.hasRoom) {
+        idle++;
+        continue;
+      }
+      idle = 0;
+      const message = this.ready[this.head];
+      this.ready[this.head++] = undefined as unknown as StoredMessage;
+      consumer.deliver(message);
+    }
+    if (this.head > 1024 && this.head * 2 > this.ready.length) {
+      this.ready = this.ready.slice(this.head);
+      this.head = 0;
+    }
+  }
+}
+
+class MemoryConsumer implements QueueConsumer, DeliveryChannel {
+  open = true;
+  private consuming = true;
+  private nextTag = 1;
+  private readonly unacked = new Map<number, StoredMessage>();
+
+  constructor(
+    private readonly queue: MemoryQueue,
+    private prefetch: number,
+    private readonly onDelivery: (delivery: Delivery) => void,
+  ) {}
+
+  get hasRoom(): boolean {
+    return this.consuming && this.unacked.size < this.prefetch;
+  }
+
+  get unackedCount(): number {
+    return this.unacked.size;
+  }
+
+  deliver(message: StoredMessage): void {
+    const deliveryTag = this.nextTag++;
+    this.unacked.set(deliveryTag, message);
+    this.onDelivery({ ...message, deliveryTag, channel: this });
+  }
+
+  ack(deliveryTag: number, multiple: boolean): void {
+    if (!this.open) return;
+    if (!this.unacked.has(deliveryTag)) {
+      // RabbitMQ closes the channel on an unknown tag (PRECONDITION_FAILED); fail as loudly.
+      throw new Error(`memory broker: unknown delivery tag ${deliveryTag}`);
+    }
+    if (multiple) {
+      for (const tag of this.unacked.keys()) {
+        if (tag > deliveryTag) break;
+        this.unacked.delete(tag);
+      }
+    } else {
+      this.unacked.delete(deliveryTag);
+    }
+    this.queue.schedule();
+  }
+
+  async setPrefetch(prefetch: number): Promise<void> {
+    this.prefetch = prefetch;
+    this.queue.schedule();
+  }
+
+  async cancel(): Promise<void> {
+    this.consuming = false;
+  }
+
+  /** The channel closes: its unacked messages go back to the queue. */
+  closeChannel(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.queue.removeConsumer(this);
+    this.queue.requeue([...this.unacked.values()]);
+    this.unacked.clear();
+  }
+}

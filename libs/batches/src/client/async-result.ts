@@ -1,0 +1,50 @@
+import type { ResultBackend } from '../results/result-backend.js';
+import { READY_STATES, settle, type TaskState, type WaitOptions } from '../results/task-result.js';
+
+/** A sent task's handle (Celery's `AsyncResult`). */
+export class AsyncResult<T = unknown> {
+  constructor(
+    readonly id: string,
+    private readonly results: ResultBackend,
+  ) {}
+
+  /** Waits for the result: resolves with the value, rejects with `TaskFailedError` or `ResultTimeoutError`. */
+  get(options?: WaitOptions): Promise<T> {
+    return this.results.waitForResult<T>(this.id, options);
+  }
+
+  async status(): Promise<TaskState> {
+    return (await this.results.getResult(this.id)).status;
+  }
+
+  async ready(): Promise<boolean> {
+    return READY_STATES.has(await this.status());
+  }
+}
+
+/** A task run in-process (Celery's `EagerResult`): its outcome is already known. */
+export class EagerResult<T = unknown> {
+  constructor(
+    readonly id: string,
+    readonly state: TaskState,
+    /** The value on SUCCESS; the stored exception info on FAILURE. */
+    readonly result: unknown,
+  ) {}
+
+  async get(): Promise<T> {
+    return settle({ taskId: this.id, status: this.state, result: this.result, traceback: null, dateDone: null }) as T;
+  }
+
+  async status(): Promise<TaskState> {
+    return this.state;
+  }
+
+  async ready(): Promise<boolean> {
+    return READY_STATES.has(this.state);
+  }
+
+  get failed(): boolean {
+    return this.state === 'FAILURE';
+  }
+}
+

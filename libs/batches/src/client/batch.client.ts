@@ -1,0 +1,90 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { defer, map, type Observable } from 'rxjs';
+import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
+import type { ResolvedModuleOptions } from '../batches.options.js';
+import type { Broker } from '../broker/broker.interface.js';
+import { encodeTaskMessage } from '../protocol/celery-message.js';
+import { ResultBackend } from '../results/result-backend.js';
+import type { WaitOptions } from '../results/task-result.js';
+import type { TaskArgs, TaskKwargs } from '../simple-request.js';
+import { BatchWorker } from '../transport/batch-worker.js';
+import { AsyncResult, EagerResult } from './async-result.js';
+
+export interface ApplyAsyncOptions {
+  args?: TaskArgs;
+  kwargs?: TaskKwargs;
+  /** Task id; a random UUID by default. */
+  taskId?: string;
+  /** Run no earlier than this many milliseconds from now. */
+  countdown?: number;
+  /** Run no earlier than this time. */
+  eta?: Date;
+  /** Do not run after this time (or this many milliseconds from now). */
+  expires?: Date | number;
+  priority?: number;
+  /** Queue to send to; the module's `defaultQueue` by default. */
+  queue?: string;
+  /** Ask the worker not to store a result. */
+  ignoreResult?: boolean;
+}
+
+export interface ApplyOptions {
+  args?: TaskArgs;
+  kwargs?: TaskKwargs;
+  taskId?: string;
+}
+
+/** Sends Celery tasks (to Nest batch workers or Python Celery workers) and reads their results. */
+@Injectable()
+export class BatchClient {
+  constructor(
+    @Inject(BATCHES_BROKER) private readonly broker: Broker,
+    private readonly results: ResultBackend,
+    private readonly worker: BatchWorker,
+    @Inject(BATCHES_OPTIONS) private readonly options: ResolvedModuleOptions,
+  ) {}
+
+  /** Sends `name(...args)`; Celery's `delay`. */
+  delay<T = unknown>(name: string, ...args: TaskArgs): Promise<AsyncResult<T> | EagerResult<T>> {
+    return this.applyAsync<T>(name, { args });
+  }
+
+  /** Sends a task with Celery's `apply_async` options. Resolves once the broker has confirmed it. */
+  async applyAsync<T = unknown>(name: string, options: ApplyAsyncOptions = {}): Promise<AsyncResult<T> | EagerResult<T>> {
+    if (this.options.eager) return this.apply<T>(name, options);
+    const queue = options.queue ?? this.options.defaultQueue;
+    const now = Date.now();
+    const eta = options.eta ?? (options.countdown !== undefined ? new Date(now + options.countdown) : null);
+    const expires = typeof options.expires === 'number' ? new Date(now + options.expires) : (options.expires ?? null);
+    const encoded = encodeTaskMessage({
+      task: name,
+      id: options.taskId,
+      args: options.args,
+      kwargs: options.kwargs,
+      eta,
+      expires,
+      priority: options.priority,
+      ignoreResult: options.ignoreResult,
+      origin: this.options.hostname,
+    });
+    await this.broker.declareQueue(queue);
+    await this.broker.publish({ exchange: 'celery', routingKey: queue, body: encoded.body, properties: encoded.properties });
+    return new AsyncResult<T>(encoded.id, this.results);
+  }
+
+  /** Runs the handler in-process as a batch of one and returns its request's outcome; Celery's `apply`. */
+  async apply<T = unknown>(name: string, options: ApplyOptions = {}): Promise<EagerResult<T>> {
+    const { id, mark } = await this.worker.runEager(name, options.args ?? [], options.kwargs ?? {}, options.taskId);
+    return new EagerResult<T>(id, mark.status, mark.result);
+  }
+
+  /** Nest-style fire-and-forget: `data` becomes `args[0]`; completes once the broker confirmed the message. */
+  emit(name: string, data: unknown): Observable<void> {
+    return defer(() => this.applyAsync(name, { args: [data] })).pipe(map(() => undefined));
+  }
+
+  /** Nest-style request/response: `data` becomes `args[0]`; emits the task's result. */
+  send<T = unknown>(name: string, data: unknown, options?: WaitOptions): Observable<T> {
+    return defer(async () => (await this.applyAsync<T>(name, { args: [data] })).get(options));
+  }
+}

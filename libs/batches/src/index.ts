@@ -1,0 +1,18 @@
+export { BatchesModule } from './batches.module.js';
+export { BATCHES_DEFAULTS, BatchesConfigError, type BatchesModuleOptions, type BatchHandlerOptions } from './batches.options.js';
+export type { BatchesModuleAsyncOptions } from './batches.module-definition.js';
+export { BATCHES_BROKER } from './batches.constants.js';
+export { BatchHandler } from './batch-handler.decorator.js';
+export { SimpleRequest, type DeliveryInfo, type TaskArgs, type TaskKwargs } from './simple-request.js';
+export { BatchesServer, BATCHES_TRANSPORT, type BatchesStatus } from './transport/batches.server.js';
+export { UnknownTaskError } from './transport/batch-worker.js';
+export { DEAD_LETTER_SUFFIX, deadLetterQueue } from './transport/redelivery.js';
+export { BatchClient, type ApplyAsyncOptions, type ApplyOptions } from './client/batch.client.js';
+export { AsyncResult, EagerResult } from './client/async-result.js';
+export { ResultBackend } from './results/result-backend.js';
+export { MemoryResultBackend } from './results/memory.result-backend.js';
+export { TaskFailedError, ResultTimeoutError, READY_STATES, type TaskState, type TaskResult, type ExceptionInfo, type WaitOptions } from './results/task-result.js';
+export type { Broker, Delivery, OutgoingMessage, MessageProperties } from './broker/broker.interface.js';
+export { MemoryBroker } from './broker/memory.broker.js';
+export { AmqpBroker } from './broker/amqp.broker.js';
+export { encodeTaskMessage, decodeTaskMessage, InvalidMessageError, type TaskMessage, type TaskSpec } from './protocol/celery-message.js';

@@ -1,0 +1,85 @@
+import type { SimpleRequest } from '../simple-request.js';
+import { exceptionInfo, type TaskMeta, type TaskResult, type TaskState, type WaitOptions } from './task-result.js';
+
+/** What was recorded for one request while its batch ran. */
+export interface RecordedMark {
+  status: TaskState;
+  result: unknown;
+}
+
+/** The marks made for one batch's requests while its handler runs; the worker settles the rest. */
+export class BatchMarks {
+  readonly marks = new Map<string, RecordedMark>();
+  readonly writes: Promise<void>[] = [];
+  constructor(readonly requests: ReadonlyMap<string, SimpleRequest>) {}
+}
+
+/**
+ * Per-request results in Celery's format. Inject it into a batch handler to mark each request;
+ * requests left unmarked are resolved by the worker (see the README, "Results").
+ */
+export abstract class ResultBackend {
+  private readonly inFlight = new Map<string, BatchMarks>();
+
+  /** Stores `result` as the request's SUCCESS value. */
+  markAsDone(id: string, result: unknown, request?: SimpleRequest): Promise<void> {
+    return this.mark(id, 'SUCCESS', result, null, request);
+  }
+
+  /** Stores `error` as the request's FAILURE; the request is not retried. */
+  markAsFailure(id: string, error: unknown, request?: SimpleRequest): Promise<void> {
+    return this.mark(id, 'FAILURE', exceptionInfo(error), error instanceof Error ? (error.stack ?? null) : null, request);
+  }
+
+  /** Stores RETRY; inside a batch handler it also asks the worker to run the request again later. */
+  markAsRetry(id: string, error: unknown, request?: SimpleRequest): Promise<void> {
+    return this.mark(id, 'RETRY', exceptionInfo(error), error instanceof Error ? (error.stack ?? null) : null, request);
+  }
+
+  /** Stores REVOKED: the request was not run (for example its `expires` had passed). */
+  markAsRevoked(id: string, reason: string, request?: SimpleRequest): Promise<void> {
+    return this.mark(id, 'REVOKED', { exc_type: 'TaskRevokedError', exc_message: [reason], exc_module: 'celery.exceptions' }, null, request);
+  }
+
+  /** The stored result, or PENDING when there is none. */
+  abstract getResult<T = unknown>(id: string): Promise<TaskResult<T>>;
+
+  /** Resolves with the SUCCESS value; rejects with `TaskFailedError` on FAILURE/REVOKED and `ResultTimeoutError` on timeout. */
+  abstract waitForResult<T = unknown>(id: string, options?: WaitOptions): Promise<T>;
+
+  /** Writes the meta unless a SUCCESS is already stored under its id. */
+  protected abstract store(meta: TaskMeta): Promise<void>;
+
+  abstract close(): Promise<void>;
+
+  /** Called by the worker around a handler call, to learn which requests the handler marked. */
+  track(requests: readonly SimpleRequest[]): BatchMarks {
+    const batch = new BatchMarks(new Map(requests.map((request) => [request.id, request])));
+    for (const request of requests) this.inFlight.set(request.id, batch);
+    return batch;
+  }
+
+  untrack(batch: BatchMarks): void {
+    for (const id of batch.requests.keys()) {
+      if (this.inFlight.get(id) === batch) this.inFlight.delete(id);
+    }
+  }
+
+  private mark(id: string, status: TaskState, result: unknown, traceback: string | null, request?: SimpleRequest): Promise<void> {
+    const batch = this.inFlight.get(id);
+    const ignoreResult = (request ?? batch?.requests.get(id))?.ignoreResult === true;
+    const write = ignoreResult
+      ? Promise.resolve()
+      : this.store({ status, result, traceback, children: [], date_done: status === 'RETRY' ? null : celeryTimestamp(), task_id: id });
+    if (batch) {
+      batch.marks.set(id, { status, result });
+      batch.writes.push(write);
+    }
+    return write;
+  }
+}
+
+/** Celery 5.2's `date_done`: naive UTC ISO 8601 with microseconds. */
+export function celeryTimestamp(date = new Date()): string {
+  return `${date.toISOString().slice(0, -1)}000`;
+}

@@ -1,0 +1,100 @@
+import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
+import { derivePrefetch, type ResolvedModuleOptions } from '../batches.options.js';
+import type { Broker } from '../broker/broker.interface.js';
+import { HandlerExplorer, type RegisteredHandler } from '../handler.explorer.js';
+import type { TaskArgs, TaskKwargs } from '../simple-request.js';
+import { ResultBackend, type RecordedMark } from '../results/result-backend.js';
+import { AckTrackers } from './ack-tracker.js';
+import { BatchPipeline } from './batch-pipeline.js';
+import { BatchRunner } from './batch-runner.js';
+import { envelopeFor } from './envelope.js';
+import { QueueWorker } from './queue-worker.js';
+import { Redelivery } from './redelivery.js';
+
+/** Unknown task names for `apply()`/eager mode. */
+export class UnknownTaskError extends Error {
+  override readonly name = 'UnknownTaskError';
+}
+
+/**
+ * Owns the running worker: one QueueWorker per queue, one pipeline per handler. Started by
+ * `BatchesServer.listen()`, drained by `close()` or on application shutdown, whichever comes first.
+ */
+@Injectable()
+export class BatchWorker implements OnModuleDestroy {
+  private readonly logger = new Logger('BatchesServer');
+  private readonly acks = new AckTrackers();
+  private queues: QueueWorker[] = [];
+  private pipelines: BatchPipeline[] = [];
+  private stopping?: Promise<void>;
+
+  constructor(
+    private readonly handlers: HandlerExplorer,
+    private readonly results: ResultBackend,
+    @Inject(BATCHES_BROKER) private readonly broker: Broker,
+    @Inject(BATCHES_OPTIONS) private readonly options: ResolvedModuleOptions,
+  ) {}
+
+  get running(): boolean {
+    return this.queues.length > 0 && !this.stopping;
+  }
+
+  async start(): Promise<void> {
+    if (this.queues.length > 0) return;
+    const redelivery = new Redelivery(this.broker);
+    const byQueue = new Map<string, Map<string, BatchPipeline>>();
+    for (const handler of this.handlers.all()) {
+      const pipeline = new BatchPipeline(handler, new BatchRunner(handler, this.results, this.acks, this.logger, redelivery));
+      this.pipelines.push(pipeline);
+      const tasks = byQueue.get(handler.options.queue) ?? new Map<string, BatchPipeline>();
+      byQueue.set(handler.options.queue, tasks.set(handler.task, pipeline));
+    }
+    const deps = { broker: this.broker, results: this.results, acks: this.acks, redelivery, logger: this.logger, hostname: this.options.hostname, maxMessageBytes: this.options.maxMessageBytes };
+    for (const [queue, tasks] of byQueue) {
+      const prefetch = derivePrefetch(queue, [...tasks.values()].map((pipeline) => pipeline.handler.options));
+      this.queues.push(new QueueWorker(queue, prefetch, tasks, deps));
+    }
+    await Promise.all(this.queues.map((queue) => queue.start()));
+    if (this.queues.length === 0) {
+      this.logger.warn('No @BatchHandler found: the worker consumes nothing. Decorate a provider method with @BatchHandler(taskName).');
+      return;
+    }
+    for (const queue of this.queues) {
+      const tasks = [...(byQueue.get(queue.queue)?.keys() ?? [])].join(', ');
+      this.logger.log(`Consuming '${queue.queue}' on ${this.broker.url} for ${tasks}`);
+    }
+  }
+
+  /** Stops consuming, flushes every partial buffer, waits for running batches and their acks. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      await Promise.all(this.queues.map((queue) => queue.stop()));
+      await Promise.all(this.pipelines.map((pipeline) => pipeline.drain()));
+    })();
+    return this.stopping;
+  }
+
+  onModuleDestroy(): Promise<void> {
+    return this.stop();
+  }
+
+  /** Runs `task`'s handler in-process on one request (eager mode); resolves with its final state. */
+  async runEager(task: string, args: TaskArgs, kwargs: TaskKwargs, id: string = randomUUID()): Promise<{ id: string; mark: RecordedMark }> {
+    const handler = this.handler(task);
+    const message = { protocol: 2 as const, id, task, args, kwargs, retries: 0, eta: null, expires: null, ignoreResult: false, rootId: id, parentId: null, group: null, headers: {} };
+    const runner = new BatchRunner(handler, this.results, this.acks, this.logger);
+    const marks = await runner.run([envelopeFor(message, handler.options.queue, this.options.hostname)]);
+    return { id, mark: marks.get(id) ?? { status: 'PENDING', result: null } };
+  }
+
+  private handler(task: string): RegisteredHandler {
+    const handler = this.handlers.get(task);
+    if (!handler) {
+      const known = this.handlers.all().map((each) => `'${each.task}'`).join(', ') || 'none';
+      throw new UnknownTaskError(`No @BatchHandler('${task}') in this application (registered: ${known}). Eager runs need the handler in-process.`);
+    }
+    return handler;
+  }
+}

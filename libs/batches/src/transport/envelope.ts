@@ -1,0 +1,39 @@
+import type { Delivery } from '../broker/broker.interface.js';
+import type { TaskMessage } from '../protocol/celery-message.js';
+import { SimpleRequest } from '../simple-request.js';
+
+/** A request on its way through a pipeline, with what is needed to settle it. */
+export interface Envelope {
+  request: SimpleRequest;
+  message: TaskMessage;
+  /** The broker delivery to ack; absent for eager requests. */
+  delivery?: Delivery;
+  /** The queue it was consumed from. */
+  queue: string;
+}
+
+/** Builds the handler's view of a task message. */
+export function envelopeFor(message: TaskMessage, queue: string, hostname: string, delivery?: Delivery): Envelope {
+  const request = new SimpleRequest({
+    id: message.id,
+    name: message.task,
+    args: message.args,
+    kwargs: message.kwargs,
+    deliveryInfo: {
+      exchange: delivery?.exchange ?? '',
+      routingKey: delivery?.routingKey ?? queue,
+      redelivered: delivery?.redelivered ?? false,
+      priority: delivery?.properties.priority ?? null,
+      isEager: delivery === undefined,
+    },
+    hostname,
+    replyTo: delivery?.properties.replyTo ?? null,
+    correlationId: delivery?.properties.correlationId ?? message.id,
+    ignoreResult: message.ignoreResult,
+    retries: message.retries,
+    eta: message.eta,
+    expires: message.expires,
+    headers: message.headers,
+  });
+  return { request, message, delivery, queue };
+}

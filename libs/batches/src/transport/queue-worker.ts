@@ -1,0 +1,114 @@
+import type { Logger } from '@nestjs/common';
+import { MAX_PREFETCH } from '../batches.options.js';
+import type { Broker, Delivery, QueueConsumer } from '../broker/broker.interface.js';
+import { decodeTaskMessage, InvalidMessageError, type TaskMessage } from '../protocol/celery-message.js';
+import type { ResultBackend } from '../results/result-backend.js';
+import type { AckTrackers } from './ack-tracker.js';
+import type { BatchPipeline } from './batch-pipeline.js';
+import { envelopeFor } from './envelope.js';
+import { deadLetterQueue, type Redelivery } from './redelivery.js';
+
+export interface QueueWorkerDeps {
+  broker: Broker;
+  results: ResultBackend;
+  acks: AckTrackers;
+  redelivery: Redelivery;
+  logger: Logger;
+  hostname: string;
+  maxMessageBytes: number;
+}
+
+/**
+ * Consumes one queue on its own channel: decodes each message, routes it to its task's pipeline,
+ * holds requests whose ETA is in the future, and dead-letters what cannot run.
+ */
+export class QueueWorker {
+  private consumer?: QueueConsumer;
+  private readonly held = new Set<NodeJS.Timeout>();
+  private prefetchUpdate = false;
+
+  constructor(
+    readonly queue: string,
+    private readonly prefetch: number,
+    private readonly pipelines: ReadonlyMap<string, BatchPipeline>,
+    private readonly deps: QueueWorkerDeps,
+  ) {}
+
+  async start(): Promise<void> {
+    await this.deps.broker.declareQueue(this.queue);
+    await this.deps.broker.declareDeadLetterQueue(deadLetterQueue(this.queue));
+    this.consumer = await this.deps.broker.consume(this.queue, { prefetch: this.prefetch }, (delivery) => this.receive(delivery));
+  }
+
+  /** Stops deliveries. Held ETA requests stay unacked: the broker hands them out again later. */
+  async stop(): Promise<void> {
+    for (const timer of this.held) clearTimeout(timer);
+    this.held.clear();
+    await this.consumer?.cancel();
+  }
+
+  private receive(delivery: Delivery): void {
+    this.deps.acks.received(delivery);
+    let message: TaskMessage;
+    try {
+      message = decodeTaskMessage(delivery.body, delivery.properties, this.deps.maxMessageBytes);
+    } catch (error) {
+      if (!(error instanceof InvalidMessageError)) throw error;
+      return this.reject(delivery, error.message);
+    }
+    const pipeline = this.pipelines.get(message.task);
+    if (!pipeline) {
+      return this.reject(delivery, `unknown task '${message.task}': no @BatchHandler for it consumes queue '${this.queue}'`);
+    }
+    const wait = message.eta ? message.eta.getTime() - Date.now() : 0;
+    if (wait > 0) return this.hold(pipeline, message, delivery, wait);
+    this.dispatch(pipeline, message, delivery);
+  }
+
+  private dispatch(pipeline: BatchPipeline, message: TaskMessage, delivery: Delivery): void {
+    if (!delivery.channel.open) return; // the broker redelivers it
+    if (message.expires && message.expires.getTime() <= Date.now()) return this.revoke(message, delivery);
+    pipeline.push(envelopeFor(message, this.queue, this.deps.hostname, delivery));
+  }
+
+  /**
+   * Keeps a request until its ETA, unacked, and widens the channel's prefetch meanwhile so held
+   * requests never eat the window that full batches need (what Celery does for ETA tasks).
+   */
+  private hold(pipeline: BatchPipeline, message: TaskMessage, delivery: Delivery, wait: number): void {
+    const timer = setTimeout(() => {
+      this.held.delete(timer);
+      this.updatePrefetch();
+      this.dispatch(pipeline, message, delivery);
+    }, wait);
+    this.held.add(timer);
+    this.updatePrefetch();
+  }
+
+  /** Coalesces prefetch changes made in one turn into one basic.qos. */
+  private updatePrefetch(): void {
+    if (this.prefetchUpdate) return;
+    this.prefetchUpdate = true;
+    queueMicrotask(() => {
+      this.prefetchUpdate = false;
+      const prefetch = Math.min(MAX_PREFETCH, this.prefetch + this.held.size);
+      this.consumer?.setPrefetch(prefetch).catch((error: unknown) => this.deps.logger.warn(`Could not set prefetch of '${this.queue}': ${String(error)}`));
+    });
+  }
+
+  private revoke(message: TaskMessage, delivery: Delivery): void {
+    this.deps.results
+      .markAsRevoked(message.id, `expired at ${message.expires?.toISOString()}`)
+      .then(() => this.deps.acks.settle([delivery]))
+      .catch((error: unknown) => this.deps.logger.error(`Could not store REVOKED for task ${message.id}; it stays unacked: ${String(error)}`));
+  }
+
+  /** Bad input never stops the worker: one log line, then the message moves to `<queue>.dead`. */
+  private reject(delivery: Delivery, reason: string): void {
+    this.deps.logger.warn(`Dead-lettered a message from '${this.queue}' to '${deadLetterQueue(this.queue)}': ${reason}`);
+    this.deps.redelivery
+      .deadLetter(delivery, this.queue, reason)
+      .then(() => this.deps.acks.settle([delivery]))
+      .catch((error: unknown) => this.deps.logger.error(`Could not dead-letter a message from '${this.queue}'; it stays unacked: ${String(error)}`));
+  }
+}

@@ -1,0 +1,39 @@
+import type { Broker, Delivery } from '../broker/broker.interface.js';
+import { encodeRetry, type TaskMessage } from '../protocol/celery-message.js';
+
+export const DEAD_LETTER_SUFFIX = '.dead';
+
+export function deadLetterQueue(queue: string): string {
+  return `${queue}${DEAD_LETTER_SUFFIX}`;
+}
+
+/** Publishes what must come back later (retries) or never (dead letters); the caller acks after. */
+export class Redelivery {
+  constructor(private readonly broker: Broker) {}
+
+  /** Due after `retryDelay · 2^retries` ms, with `retries` + 1, on the queue it came from. */
+  retry(message: TaskMessage, queue: string, retryDelay: number): Promise<void> {
+    const eta = new Date(Date.now() + retryDelay * 2 ** message.retries);
+    const encoded = encodeRetry(message, eta);
+    return this.broker.publish({ exchange: '', routingKey: queue, body: encoded.body, properties: encoded.properties });
+  }
+
+  /** The original message, unchanged but for headers saying why, on `<queue>.dead`. */
+  deadLetter(delivery: Delivery, queue: string, reason: string): Promise<void> {
+    return this.broker.publish({
+      exchange: '',
+      routingKey: deadLetterQueue(queue),
+      body: delivery.body,
+      properties: {
+        ...delivery.properties,
+        headers: {
+          ...delivery.properties.headers,
+          'x-dead-letter-reason': reason,
+          'x-original-queue': queue,
+          'x-original-routing-key': delivery.routingKey,
+          'x-dead-lettered-at': new Date().toISOString(),
+        },
+      },
+    });
+  }
+}

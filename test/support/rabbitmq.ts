@@ -1,0 +1,76 @@
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
+import amqplib, { type ChannelModel, type ConfirmChannel, type GetMessage, type Options } from 'amqplib';
+import { encodeTaskMessage, type TaskSpec } from 'nestjs-batches';
+
+const run = promisify(execFile);
+
+export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+
+/** A queue name no other test uses. */
+export function uniqueQueue(prefix: string): string {
+  return `test.${prefix}.${randomUUID().slice(0, 8)}`;
+}
+
+/** Ready and unacked counts as the broker's queue process holds them. */
+export async function queueCounts(queue: string): Promise<{ ready: number; unacked: number }> {
+  const { stdout } = await run('rabbitmqctl', ['list_queues', '-q', '--formatter', 'json', 'name', 'messages_ready', 'messages_unacknowledged']);
+  const rows = JSON.parse(stdout) as Array<{ name: string; messages_ready: number; messages_unacknowledged: number }>;
+  const row = rows.find((each) => each.name === queue);
+  return { ready: row?.messages_ready ?? 0, unacked: row?.messages_unacknowledged ?? 0 };
+}
+
+/** Force-closes every client connection, as a broker restart or a network cut would. */
+export async function closeAllConnections(): Promise<void> {
+  await run('rabbitmqctl', ['close_all_connections', 'test: forced connection loss']);
+}
+
+/** A plain amqplib client for the tests' side of the broker: publishing raw messages and reading queues. */
+export class TestRabbit {
+  private constructor(
+    private readonly connection: ChannelModel,
+    readonly channel: ConfirmChannel,
+  ) {}
+
+  static async connect(): Promise<TestRabbit> {
+    const connection = await amqplib.connect(AMQP_URL);
+    return new TestRabbit(connection, await connection.createConfirmChannel());
+  }
+
+  /** Declares `queue` as Celery does, so messages published before the worker starts are kept. */
+  async declareCeleryQueue(queue: string): Promise<void> {
+    await this.channel.assertExchange('celery', 'direct', { durable: true });
+    await this.channel.assertQueue(queue, { durable: true });
+    await this.channel.bindQueue(queue, 'celery', queue);
+  }
+
+  async publishTask(queue: string, spec: TaskSpec): Promise<string> {
+    const encoded = encodeTaskMessage(spec);
+    await this.publishRaw(queue, encoded.body, encoded.properties);
+    return encoded.id;
+  }
+
+  async publishRaw(queue: string, body: Buffer, properties: Options.Publish): Promise<void> {
+    this.channel.publish('celery', queue, body, properties);
+    await this.channel.waitForConfirms();
+  }
+
+  /** Takes every message now in `queue`, acking each. */
+  async takeAll(queue: string): Promise<GetMessage[]> {
+    const messages: GetMessage[] = [];
+    for (;;) {
+      const message = await this.channel.get(queue, { noAck: true });
+      if (message === false) return messages;
+      messages.push(message);
+    }
+  }
+
+  async deleteQueues(...queues: string[]): Promise<void> {
+    for (const queue of queues) await this.channel.deleteQueue(queue);
+  }
+
+  async close(): Promise<void> {
+    await this.connection.close();
+  }
+}

@@ -1,0 +1,52 @@
+import 'reflect-metadata';
+import { Injectable, Module, type INestMicroservice, type Provider, type Type } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { AsyncMicroserviceOptions } from '@nestjs/microservices';
+import { BatchesModule, BatchesServer, BatchHandler, type BatchesModuleOptions, type BatchHandlerOptions, type SimpleRequest } from 'nestjs-batches';
+import { waitFor } from './wait.js';
+
+/** Starts a Nest microservice running the batches worker over `providers`. */
+export async function startWorker(options: BatchesModuleOptions, providers: Provider[]): Promise<INestMicroservice> {
+  @Module({ imports: [BatchesModule.forRoot(options)], providers })
+  class TestWorkerModule {}
+  const app = await NestFactory.createMicroservice<AsyncMicroserviceOptions>(TestWorkerModule, {
+    inject: [BatchesServer],
+    useFactory: (server: BatchesServer) => ({ strategy: server }),
+    logger: process.env.TEST_LOGS ? ['log', 'warn', 'error'] : ['error'],
+  });
+  await app.listen();
+  return app;
+}
+
+export interface Recorder {
+  readonly batches: SimpleRequest[][];
+  /** Requests received over all batches. */
+  readonly received: number;
+  waitForRequests(count: number, timeout?: number): Promise<void>;
+}
+
+/**
+ * A provider class whose `@BatchHandler(task)` records each batch, then runs `behaviour`
+ * (which may mark results, throw, or block until a test lets it go).
+ */
+export function recorder(task: string, options: BatchHandlerOptions, behaviour?: (requests: SimpleRequest[], self: Recorder) => unknown): Type<Recorder> {
+  @Injectable()
+  class BatchRecorder implements Recorder {
+    readonly batches: SimpleRequest[][] = [];
+
+    get received(): number {
+      return this.batches.reduce((sum, batch) => sum + batch.length, 0);
+    }
+
+    @BatchHandler(task, options)
+    async handle(requests: SimpleRequest[]): Promise<unknown> {
+      this.batches.push(requests);
+      return behaviour?.(requests, this);
+    }
+
+    waitForRequests(count: number, timeout?: number): Promise<void> {
+      return waitFor(() => this.received >= count, `${count} '${task}' requests (got ${this.received})`, timeout);
+    }
+  }
+  return BatchRecorder;
+}
