@@ -7,7 +7,7 @@ export interface DeliveryInfo {
   isEager: boolean;
 }
 
-export type TaskArgs = unknown[];
+export type TaskArgs = readonly unknown[];
 export type TaskKwargs = Record<string, unknown>;
 
 export interface SimpleRequestFields<Args extends TaskArgs = TaskArgs, Kwargs extends TaskKwargs = TaskKwargs> {

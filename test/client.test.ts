@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { BatchClient, EagerResult, ResultBackend, TaskFailedError, UnknownTaskError } from 'nestjs-batches';
+import { AMQP_URL, closeAllConnections, queueCounts, TestRabbit, uniqueQueue } from './support/rabbitmq.js';
+import { waitFor } from './support/wait.js';
+import { recorder, startWorker } from './support/worker-app.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+const queues: string[] = [];
+
+after(async () => {
+  // A fresh connection: the forced connection loss below closes every earlier one.
+  const connection = await TestRabbit.connect();
+  await connection.deleteQueues(...queues.flatMap((queue) => [queue, `${queue}.dead`]));
+  await connection.close();
+});
+
+const Identity = (queue?: string) =>
+  recorder('client.identity', { flushEvery: 10, flushInterval: 100, queue }, (requests) => requests.map((request) => request.args[0]));
+
+describe('eager runs', () => {
+  it('apply() runs the handler in-process as a batch of one, with no broker', async () => {
+    const app = await startWorker({}, [Identity()]);
+    try {
+      const result = await app.get(BatchClient).apply('client.identity', { args: [1] });
+      assert.ok(result instanceof EagerResult);
+      assert.equal(result.state, 'SUCCESS');
+      assert.equal(await result.get(), 1);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('apply() reports a failing handler as a FAILURE of that request', async () => {
+    const Failing = recorder('client.failing', {}, () => {
+      throw new Error('nope');
+    });
+    const app = await startWorker({}, [Failing]);
+    try {
+      const result = await app.get(BatchClient).apply('client.failing', { args: [1] });
+      assert.equal(result.state, 'FAILURE');
+      await assert.rejects(result.get(), (error: unknown) => error instanceof TaskFailedError && error.excMessage === 'nope');
+      await assert.rejects(app.get(BatchClient).apply('client.missing'), UnknownTaskError);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('eager mode makes delay() run at once', async () => {
+    const app = await startWorker({ eager: true, broker: AMQP_URL }, [Identity()]);
+    try {
+      const result = await app.get(BatchClient).delay('client.identity', 1);
+      assert.ok(result instanceof EagerResult);
+      assert.equal(await result.get(), 1);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('flushing on RabbitMQ', () => {
+  it('restarts the count after an interval flush', async () => {
+    const queue = uniqueQueue('restart');
+    queues.push(queue);
+    const Pairs = recorder('client.pairs', { flushEvery: 2, flushInterval: 300, queue });
+    const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue }, [Pairs]);
+    try {
+      const handler = app.get(Pairs);
+      const client = app.get(BatchClient);
+      await client.delay('client.pairs', 1);
+      await handler.waitForRequests(1);
+      assert.deepEqual(handler.batches.map((batch) => batch.length), [1]);
+      // One more message is a buffer of one, not a full pair: only the next interval flushes it.
+      await client.delay('client.pairs', 2);
+      await handler.waitForRequests(2);
+      assert.deepEqual(handler.batches.map((batch) => batch.length), [1, 1]);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('countdown and ETA on RabbitMQ + Redis', () => {
+  it('holds a countdown request until due without holding back one sent now', async () => {
+    const queue = uniqueQueue('eta');
+    queues.push(queue);
+    const app = await startWorker({ broker: AMQP_URL, resultBackend: REDIS_URL, defaultQueue: queue }, [Identity(queue)]);
+    try {
+      const client = app.get(BatchClient);
+      const started = Date.now();
+      const later = await client.applyAsync('client.identity', { args: ['later'], countdown: 3_000 });
+      const now = await client.applyAsync('client.identity', { args: ['now'] });
+      assert.equal(await now.get({ timeout: 5_000 }), 'now');
+      assert.ok(Date.now() - started < 2_500, 'the request sent now ran while the countdown one waited');
+      assert.equal(await later.status(), 'PENDING');
+      // Held, not acked: the delayed message stays unacked on the broker until it runs.
+      assert.equal((await queueCounts(queue)).unacked, 1);
+      assert.equal(await later.get({ timeout: 10_000 }), 'later');
+      assert.ok(Date.now() - started >= 2_900, `ran after its countdown (${Date.now() - started} ms)`);
+      await waitFor(async () => (await queueCounts(queue)).unacked === 0, 'the delayed message to be acked');
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('marks a request whose expires has passed REVOKED instead of running it', async () => {
+    const queue = uniqueQueue('expires');
+    queues.push(queue);
+    const Handler = Identity(queue);
+    const app = await startWorker({ broker: AMQP_URL, resultBackend: REDIS_URL, defaultQueue: queue }, [Handler]);
+    try {
+      const client = app.get(BatchClient);
+      const expired = await client.applyAsync('client.identity', { args: ['stale'], expires: new Date(Date.now() - 1_000) });
+      await assert.rejects(expired.get({ timeout: 5_000 }), (error: unknown) => error instanceof TaskFailedError && error.state === 'REVOKED');
+      assert.equal((await app.get(ResultBackend).getResult(expired.id)).status, 'REVOKED');
+      assert.equal(app.get(Handler).received, 0);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('publishing through a connection loss', () => {
+  it('keeps every message when the connection is force-closed between publishes', async () => {
+    const queue = uniqueQueue('publish');
+    queues.push(queue);
+    // A client-only app: no handler consumes, so every published message must be in the queue.
+    const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue }, []);
+    try {
+      const client = app.get(BatchClient);
+      for (let i = 0; i < 50; i++) await client.delay('client.publish', i);
+      await closeAllConnections();
+      for (let i = 50; i < 100; i++) await client.delay('client.publish', i);
+      await waitFor(async () => (await queueCounts(queue)).ready >= 100, '100 messages in the queue');
+      const reconnected = await TestRabbit.connect();
+      const messages = await reconnected.takeAll(queue);
+      await reconnected.close();
+      const received = new Set(messages.map((message) => (JSON.parse(message.content.toString()) as [number[]])[0][0]));
+      assert.equal(received.size, 100);
+    } finally {
+      await app.close();
+    }
+  });
+});
