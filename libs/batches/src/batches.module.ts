@@ -10,6 +10,7 @@ import { BatchClient } from './client/batch.client.js';
 import { ConnectionsLifecycle } from './connections.lifecycle.js';
 import { HandlerExplorer } from './handler.explorer.js';
 import { MemoryResultBackend } from './results/memory.result-backend.js';
+import { RedisResultBackend } from './results/redis.result-backend.js';
 import { ResultBackend } from './results/result-backend.js';
 import { BatchWorker } from './transport/batch-worker.js';
 import { BatchesServer } from './transport/batches.server.js';
@@ -18,11 +19,10 @@ function createBroker(options: ResolvedModuleOptions): Broker {
   return options.brokerUrls[0].startsWith('memory:') ? new MemoryBroker() : new AmqpBroker(options.brokerUrls);
 }
 
-async function createResultBackend(options: ResolvedModuleOptions): Promise<ResultBackend> {
-  if (options.resultBackend.startsWith('memory:')) return new MemoryResultBackend(options.resultExpires);
-  // ioredis is loaded only by apps that store results in Redis.
-  const { RedisResultBackend } = await import('./results/redis.result-backend.js');
-  return new RedisResultBackend(options.resultBackend, options.resultExpires);
+function createResultBackend(options: ResolvedModuleOptions): ResultBackend {
+  return options.resultBackend.startsWith('memory:')
+    ? new MemoryResultBackend(options.resultExpires)
+    : new RedisResultBackend(options.resultBackend, options.resultExpires);
 }
 
 /**

@@ -45,13 +45,17 @@ export class BatchClient {
   ) {}
 
   /** Sends `name(...args)`; Celery's `delay`. */
-  delay<T = unknown>(name: string, ...args: TaskArgs): Promise<AsyncResult<T> | EagerResult<T>> {
+  delay<T = unknown>(name: string, ...args: TaskArgs): Promise<AsyncResult<T>> {
     return this.applyAsync<T>(name, { args });
   }
 
   /** Sends a task with Celery's `apply_async` options. Resolves once the broker has confirmed it. */
-  async applyAsync<T = unknown>(name: string, options: ApplyAsyncOptions = {}): Promise<AsyncResult<T> | EagerResult<T>> {
-    if (this.options.eager) return this.apply<T>(name, options);
+  async applyAsync<T = unknown>(name: string, options: ApplyAsyncOptions = {}): Promise<AsyncResult<T>> {
+    if (this.options.eager) {
+      // The eager run has stored its outcome in the result backend, where this handle reads it.
+      const { id } = await this.worker.runEager(name, options.args ?? [], options.kwargs ?? {}, options.taskId);
+      return new AsyncResult<T>(id, this.results);
+    }
     const queue = options.queue ?? this.options.defaultQueue;
     const now = Date.now();
     const eta = options.eta ?? (options.countdown !== undefined ? new Date(now + options.countdown) : null);
