@@ -120,7 +120,8 @@ export class RedisResultBackend extends ResultBackend {
         const waiters = this.waiters.get(channel);
         if (!waiters) return;
         const meta = JSON.parse(message) as TaskMeta;
-        for (const waiter of [...waiters]) waiter(meta);
+        // A waiter removes itself while we iterate; Set iteration allows that.
+        for (const waiter of waiters) waiter(meta);
       });
     }
     return this.subscriber;
