@@ -46,6 +46,8 @@ export interface BatchHandlerOptions {
   maxRetries?: number;
   /** Delay (ms) before the first retry; doubles with each retry. */
   retryDelay?: number;
+  /** Store no results for this task's requests (Celery's `ignore_result`), e.g. for counters. */
+  ignoreResult?: boolean;
 }
 
 export const BATCHES_DEFAULTS = {
@@ -84,6 +86,7 @@ export interface ResolvedHandlerOptions {
   concurrency: number;
   maxRetries: number;
   retryDelay: number;
+  ignoreResult: boolean;
 }
 
 /** Thrown at startup for an option that cannot work; the message names the option and the fix. */
@@ -172,6 +175,7 @@ export function resolveHandlerOptions(
     concurrency: positiveInteger(where, 'concurrency', options.concurrency ?? BATCHES_DEFAULTS.concurrency, 'It bounds the batches running at once.'),
     maxRetries: nonNegativeInteger(where, 'maxRetries', options.maxRetries ?? defaults.maxRetries, 'Use 0 to dead-letter on the first failure.'),
     retryDelay: nonNegativeInteger(where, 'retryDelay', options.retryDelay ?? defaults.retryDelay, 'It is in milliseconds.'),
+    ignoreResult: options.ignoreResult ?? false,
   };
   if (options.prefetch !== undefined) {
     positiveInteger(where, 'prefetch', options.prefetch, 'Leave it unset to let the library derive it.');

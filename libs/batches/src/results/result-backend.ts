@@ -79,7 +79,10 @@ export abstract class ResultBackend {
   }
 }
 
-/** Celery 5.2's `date_done`: naive UTC ISO 8601 with microseconds. */
-export function celeryTimestamp(date = new Date()): string {
-  return `${date.toISOString().slice(0, -1)}000`;
+let lastStamp = { ms: 0, text: '' };
+
+/** Celery 5.2's `date_done`: naive UTC ISO 8601 with microseconds (memoized per millisecond: batches mark many at once). */
+export function celeryTimestamp(ms = Date.now()): string {
+  if (ms !== lastStamp.ms) lastStamp = { ms, text: `${new Date(ms).toISOString().slice(0, -1)}000` };
+  return lastStamp.text;
 }

@@ -85,7 +85,7 @@ export class BatchWorker implements OnModuleDestroy {
     const handler = this.handler(task);
     const message = { protocol: 2 as const, id, task, args, kwargs, retries: 0, eta: null, expires: null, ignoreResult: false, rootId: id, parentId: null, group: null, headers: {} };
     const runner = new BatchRunner(handler, this.results, this.acks, this.logger);
-    const marks = await runner.run([envelopeFor(message, handler.options.queue, this.options.hostname)]);
+    const marks = await runner.run([envelopeFor(message, handler.options.queue, this.options.hostname, handler.options.ignoreResult)]);
     return { id, mark: marks.get(id) ?? { status: 'PENDING', result: null } };
   }
 

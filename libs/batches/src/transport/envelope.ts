@@ -13,7 +13,7 @@ export interface Envelope {
 }
 
 /** Builds the handler's view of a task message. */
-export function envelopeFor(message: TaskMessage, queue: string, hostname: string, delivery?: Delivery): Envelope {
+export function envelopeFor(message: TaskMessage, queue: string, hostname: string, ignoreResult: boolean, delivery?: Delivery): Envelope {
   const request = new SimpleRequest({
     id: message.id,
     name: message.task,
@@ -29,7 +29,7 @@ export function envelopeFor(message: TaskMessage, queue: string, hostname: strin
     hostname,
     replyTo: delivery?.properties.replyTo ?? null,
     correlationId: delivery?.properties.correlationId ?? message.id,
-    ignoreResult: message.ignoreResult,
+    ignoreResult: ignoreResult || message.ignoreResult,
     retries: message.retries,
     eta: message.eta,
     expires: message.expires,

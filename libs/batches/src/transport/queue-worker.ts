@@ -68,7 +68,7 @@ export class QueueWorker {
   private dispatch(pipeline: BatchPipeline, message: TaskMessage, delivery: Delivery): void {
     if (!delivery.channel.open) return; // the broker redelivers it
     if (message.expires && message.expires.getTime() <= Date.now()) return this.revoke(message, delivery);
-    pipeline.push(envelopeFor(message, this.queue, this.deps.hostname, delivery));
+    pipeline.push(envelopeFor(message, this.queue, this.deps.hostname, pipeline.handler.options.ignoreResult, delivery));
   }
 
   /**
