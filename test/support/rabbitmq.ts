@@ -44,9 +44,9 @@ export class TestRabbit {
 
   /** Declares `queue` as Celery does, so messages published before the worker starts are kept. */
   async declareCeleryQueue(queue: string): Promise<void> {
-    await this.channel.assertExchange('celery', 'direct', { durable: true });
+    await this.channel.assertExchange(queue, 'direct', { durable: true });
     await this.channel.assertQueue(queue, { durable: true });
-    await this.channel.bindQueue(queue, 'celery', queue);
+    await this.channel.bindQueue(queue, queue, queue);
   }
 
   async publishTask(queue: string, spec: TaskSpec): Promise<string> {
@@ -56,7 +56,8 @@ export class TestRabbit {
   }
 
   async publishRaw(queue: string, body: Buffer, properties: Options.Publish): Promise<void> {
-    this.channel.publish('celery', queue, body, properties);
+    // Through the default exchange: the queue may not be bound yet when a test publishes.
+    this.channel.sendToQueue(queue, body, properties);
     await this.channel.waitForConfirms();
   }
 
@@ -70,8 +71,12 @@ export class TestRabbit {
     }
   }
 
+  /** Deletes the queues and the Celery exchanges named after them. */
   async deleteQueues(...queues: string[]): Promise<void> {
-    for (const queue of queues) await this.channel.deleteQueue(queue);
+    for (const queue of queues) {
+      await this.channel.deleteQueue(queue);
+      await this.channel.deleteExchange(queue);
+    }
   }
 
   async close(): Promise<void> {

@@ -3,7 +3,7 @@ import { connect, type AmqpConnectionManager, type ChannelWrapper } from 'amqp-c
 import type { Channel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
 import type { Broker, BrokerEvent, ConsumeOptions, Delivery, DeliveryChannel, OutgoingMessage, QueueConsumer } from './broker.interface.js';
 
-/** Celery's default exchange type and durability (kombu `Exchange('celery', 'direct', durable=True)`). */
+/** Celery's exchange type: a queue `q` is bound to direct exchange `q` with key `q` (kombu's `Queue('q')`). */
 const EXCHANGE_TYPE = 'direct';
 
 /**
@@ -29,7 +29,7 @@ export class AmqpBroker implements Broker {
     this.publisher.on('error', (err: Error) => this.events.emit('disconnect', err));
   }
 
-  declareQueue(queue: string, exchange = 'celery'): Promise<void> {
+  declareQueue(queue: string, exchange = queue): Promise<void> {
     return this.declareOnce(`queue:${exchange}:${queue}`, (channel) => declareCeleryQueue(channel, queue, exchange));
   }
 
@@ -107,7 +107,7 @@ class AmqpQueueConsumer implements QueueConsumer {
   private async setup(channel: Channel): Promise<void> {
     if (this.cancelled) return;
     // Declared on every (re)connect: consuming a queue the broker lost would fail the channel.
-    await declareCeleryQueue(channel, this.queue, 'celery');
+    await declareCeleryQueue(channel, this.queue, this.queue);
     const live = new LiveChannel(channel);
     channel.once('close', () => live.markClosed());
     channel.on('error', () => live.markClosed());

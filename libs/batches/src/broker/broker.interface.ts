@@ -52,7 +52,10 @@ export type BrokerEvent = 'connect' | 'disconnect';
 
 export interface Broker {
   readonly url: string;
-  /** Declares `queue` the way Celery does (direct exchange `celery`, durable queue, routing key = name). */
+  /**
+   * Declares `queue` the way Celery does: a durable queue bound with key `queue` to the durable
+   * direct exchange of the same name (`celery` for the default queue).
+   */
   declareQueue(queue: string, exchange?: string): Promise<void>;
   /** Declares a plain durable queue reached through the default exchange (dead letters). */
   declareDeadLetterQueue(queue: string): Promise<void>;

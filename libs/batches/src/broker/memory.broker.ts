@@ -18,7 +18,7 @@ export class MemoryBroker implements Broker {
   /** exchange → routing key → queues (Celery's direct exchanges). */
   private readonly bindings = new Map<string, Map<string, Set<string>>>();
 
-  async declareQueue(queue: string, exchange = 'celery'): Promise<void> {
+  async declareQueue(queue: string, exchange = queue): Promise<void> {
     this.queue(queue);
     const routes = this.bindings.get(exchange) ?? new Map<string, Set<string>>();
     this.bindings.set(exchange, routes);

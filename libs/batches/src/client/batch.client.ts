@@ -72,7 +72,7 @@ export class BatchClient {
       origin: this.options.hostname,
     });
     await this.broker.declareQueue(queue);
-    await this.broker.publish({ exchange: 'celery', routingKey: queue, body: encoded.body, properties: encoded.properties });
+    await this.broker.publish({ exchange: queue, routingKey: queue, body: encoded.body, properties: encoded.properties });
     return new AsyncResult<T>(encoded.id, this.results);
   }
 
