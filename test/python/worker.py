@@ -6,6 +6,9 @@ from celery.signals import worker_ready
 
 from celery_app import app
 
+# Keep stdout ours: the tests read JSON lines from it.
+app.conf.worker_redirect_stdouts = False
+
 
 @worker_ready.connect
 def announce(**_):
