@@ -13,6 +13,8 @@ export async function startWorker(options: BatchesModuleOptions, providers: Prov
     inject: [BatchesServer],
     useFactory: (server: BatchesServer) => ({ strategy: server }),
     logger: process.env.TEST_LOGS ? ['log', 'warn', 'error'] : ['error'],
+    // Startup errors reject here instead of exiting the test process.
+    abortOnError: false,
   });
   await app.listen();
   return app;
