@@ -1,18 +1,37 @@
 import 'reflect-metadata';
-import { Injectable, Module, type INestMicroservice, type Provider, type Type } from '@nestjs/common';
+import { ConsoleLogger, Injectable, Module, type INestMicroservice, type Provider, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { AsyncMicroserviceOptions } from '@nestjs/microservices';
 import { BatchesModule, BatchesServer, BatchHandler, type BatchesModuleOptions, type BatchHandlerOptions, type SimpleRequest } from 'nestjs-batches';
 import { waitFor } from './wait.js';
 
 /** Starts a Nest microservice running the batches worker over `providers`. */
-export async function startWorker(options: BatchesModuleOptions, providers: Provider[]): Promise<INestMicroservice> {
+/** Keeps every warning and error the app logs, for tests that assert on them. */
+export class RecordingLogger extends ConsoleLogger {
+  readonly lines: string[] = [];
+
+  override log(message: unknown, ...rest: unknown[]): void {
+    if (process.env.TEST_LOGS) super.log(message, ...rest);
+  }
+
+  override warn(message: unknown, ...rest: unknown[]): void {
+    this.lines.push(String(message));
+    if (process.env.TEST_LOGS) super.warn(message, ...rest);
+  }
+
+  override error(message: unknown, ...rest: unknown[]): void {
+    this.lines.push(String(message));
+    super.error(message, ...rest);
+  }
+}
+
+export async function startWorker(options: BatchesModuleOptions, providers: Provider[], logger?: RecordingLogger): Promise<INestMicroservice> {
   @Module({ imports: [BatchesModule.forRoot(options)], providers })
   class TestWorkerModule {}
   const app = await NestFactory.createMicroservice<AsyncMicroserviceOptions>(TestWorkerModule, {
     inject: [BatchesServer],
     useFactory: (server: BatchesServer) => ({ strategy: server }),
-    logger: process.env.TEST_LOGS ? ['log', 'warn', 'error'] : ['error'],
+    logger: logger ?? (process.env.TEST_LOGS ? ['log', 'warn', 'error'] : ['error']),
     // Startup errors reject here instead of exiting the test process.
     abortOnError: false,
   });

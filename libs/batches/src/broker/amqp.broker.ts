@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import { EventEmitter } from 'node:events';
 import { connect, type AmqpConnectionManager, type ChannelWrapper } from 'amqp-connection-manager';
 import type { Channel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
@@ -5,6 +6,8 @@ import type { Broker, BrokerEvent, ConsumeOptions, Delivery, DeliveryChannel, Ou
 
 /** Celery's exchange type: a queue `q` is bound to direct exchange `q` with key `q` (kombu's `Queue('q')`). */
 const EXCHANGE_TYPE = 'direct';
+
+const logger = new Logger('BatchesServer');
 
 /**
  * RabbitMQ through amqp-connection-manager: reconnects, re-declares and re-consumes by itself,
@@ -22,8 +25,14 @@ export class AmqpBroker implements Broker {
     this.url = urls.map(redact).join(', ');
     this.connection = connect(urls, { heartbeatIntervalInSeconds: 5, reconnectTimeInSeconds: 1 });
     this.connection.on('connect', ({ url }) => this.events.emit('connect', redact(String(url))));
-    this.connection.on('disconnect', ({ err }) => this.events.emit('disconnect', err));
-    this.connection.on('connectFailed', ({ err }) => this.events.emit('disconnect', err));
+    this.connection.on('disconnect', ({ err }) => {
+      logger.warn(`Lost the connection to ${this.url} (${err?.message ?? 'closed'}); reconnecting`);
+      this.events.emit('disconnect', err);
+    });
+    this.connection.on('connectFailed', ({ err }) => {
+      logger.warn(`Cannot connect to ${this.url} (${err?.message ?? 'refused'}); retrying`);
+      this.events.emit('disconnect', err);
+    });
     this.publisher = this.connection.createChannel({ confirm: true });
     // A publisher channel error is followed by a reconnect that re-sends unconfirmed messages.
     this.publisher.on('error', (err: Error) => this.events.emit('disconnect', err));
@@ -95,9 +104,8 @@ class AmqpQueueConsumer implements QueueConsumer {
     private readonly onDelivery: (delivery: Delivery) => void,
   ) {
     this.wrapper = connection.createChannel({ confirm: false });
-    this.wrapper.on('error', () => {
-      // The wrapper reopens the channel; deliveries of the old one are already marked closed.
-    });
+    // The wrapper reopens the channel; deliveries of the old one are already marked closed.
+    this.wrapper.on('error', (error: Error) => logger.warn(`Channel consuming '${queue}' failed: ${error.message}`));
   }
 
   start(): Promise<void> {
@@ -110,7 +118,10 @@ class AmqpQueueConsumer implements QueueConsumer {
     await declareCeleryQueue(channel, this.queue, this.queue);
     const live = new LiveChannel(channel);
     channel.once('close', () => live.markClosed());
-    channel.on('error', () => live.markClosed());
+    channel.on('error', (error: Error) => {
+      live.markClosed();
+      logger.warn(`Channel consuming '${this.queue}' closed by the broker: ${error.message}`);
+    });
     // Global (per-channel) prefetch can be changed while consuming; one consumer per channel makes it equal to per-consumer.
     await channel.prefetch(this.prefetch, true);
     const { consumerTag } = await channel.consume(

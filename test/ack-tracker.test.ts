@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { AckTracker } from '../libs/batches/src/transport/ack-tracker.js';
+
+function channel(): { open: boolean; acks: Array<[number, boolean]>; ack(tag: number, multiple: boolean): void } {
+  return {
+    open: true,
+    acks: [],
+    ack(tag, multiple) {
+      this.acks.push([tag, multiple]);
+    },
+  };
+}
+
+describe('AckTracker', () => {
+  it('acks a batch that is the whole unacked prefix with one multiple-ack', () => {
+    const ch = channel();
+    const tracker = new AckTracker(ch);
+    for (let tag = 1; tag <= 100; tag++) tracker.received(tag);
+    tracker.settle(Array.from({ length: 100 }, (_, i) => i + 1));
+    assert.deepEqual(ch.acks, [[100, true]]);
+    assert.equal(tracker.pending, 0);
+  });
+
+  it('never acks past an unsettled delivery: a later batch is acked one by one', () => {
+    const ch = channel();
+    const tracker = new AckTracker(ch);
+    for (let tag = 1; tag <= 6; tag++) tracker.received(tag);
+    tracker.settle([4, 5, 6]);
+    assert.deepEqual(ch.acks, [[4, false], [5, false], [6, false]]);
+    tracker.settle([1, 2, 3]);
+    assert.deepEqual(ch.acks.slice(3), [[3, true]]);
+    assert.equal(tracker.pending, 0);
+  });
+
+  it('acks interleaved handlers without covering the other handler\'s deliveries', () => {
+    const ch = channel();
+    const tracker = new AckTracker(ch);
+    for (let tag = 1; tag <= 6; tag++) tracker.received(tag);
+    tracker.settle([1, 3, 5]);
+    assert.deepEqual(ch.acks, [[1, true], [3, false], [5, false]]);
+    tracker.settle([2, 4, 6]);
+    assert.deepEqual(ch.acks.slice(3), [[6, true]]);
+  });
+
+  it('acks nothing on a closed channel: the broker redelivers those', () => {
+    const ch = channel();
+    const tracker = new AckTracker(ch);
+    tracker.received(1);
+    ch.open = false;
+    tracker.settle([1]);
+    assert.deepEqual(ch.acks, []);
+  });
+});
