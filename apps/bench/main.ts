@@ -1,0 +1,108 @@
+import { execFile } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, promisify } from 'node:util';
+import { deleteQueue, prepareBacklog, type MessageFormat } from './backlog.js';
+import type { Measurement, RunOptions } from './measurement.js';
+import { chart, summarize, table } from './report.js';
+import { celeryAvailable, celeryWorker } from './systems/celery.js';
+
+const run = promisify(execFile);
+const CHILD = fileURLToPath(new URL('./child.js', import.meta.url));
+
+const { values } = parseArgs({
+  options: {
+    n: { type: 'string', default: process.env.BENCH_N ?? '100000' },
+    runs: { type: 'string', default: process.env.BENCH_RUNS ?? '3' },
+    'celery-n': { type: 'string', default: process.env.BENCH_CELERY_N ?? '20000' },
+    out: { type: 'string', default: 'bench-results' },
+    quick: { type: 'boolean', default: false },
+  },
+});
+const n = Number(values.n);
+const runs = Number(values.runs);
+const celeryN = Math.min(n, Number(values['celery-n']));
+
+/** Runs one system in a child process of its own. */
+async function child(system: string, options: RunOptions): Promise<Measurement> {
+  const { stdout } = await run(process.execPath, [CHILD, system, JSON.stringify(options)], { maxBuffer: 16 * 1024 * 1024 });
+  return JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Measurement;
+}
+
+/** Fills a fresh queue with the backlog, lets `consume` drain it, deletes the queue. */
+async function drain(format: MessageFormat, count: number, consume: (queue: string) => Promise<Measurement>): Promise<Measurement> {
+  const queue = `bench.${process.pid}.${Date.now()}`;
+  await prepareBacklog(queue, count, format);
+  try {
+    return await consume(queue);
+  } finally {
+    await deleteQueue(queue);
+  }
+}
+
+const consumers: Array<{ label: string; measure: () => Promise<Measurement> }> = [
+  { label: 'ceiling', measure: () => drain('celery', n, (queue) => child('ceiling', { n, queue })) },
+  ...[1, 10, 100, 1000].map((flushEvery) => ({
+    label: `nestjs-batches flushEvery ${flushEvery}`,
+    measure: () => drain('celery', n, (queue) => child('nestjs-batches', { n, queue, flushEvery })),
+  })),
+  { label: "Nest's RMQ transport", measure: () => drain('nest', n, (queue) => child('nest-rmq', { n, queue })) },
+];
+if (celeryAvailable() && !values.quick) {
+  for (const pool of ['solo', 'prefork'] as const) {
+    consumers.push({ label: `Python Celery ${pool}`, measure: () => drain('celery', celeryN, (queue) => celeryWorker({ n: celeryN, queue }, pool)) });
+  }
+} else {
+  console.log(values.quick ? 'Python Celery skipped (--quick)' : 'Python Celery not installed (/usr/bin/python3 -c "import celery" failed): its rows are skipped');
+}
+const others: Array<{ label: string; measure: () => Promise<Measurement> }> = [
+  { label: 'publish raw', measure: () => drain('celery', 0, (queue) => child('publish-raw', { n, queue })) },
+  { label: 'publish client', measure: () => drain('celery', 0, (queue) => child('publish-client', { n, queue })) },
+  { label: 'memory pipeline', measure: () => child('memory-pipeline', { n, queue: 'bench', flushEvery: 100 }) },
+];
+if (!values.quick) others.push({ label: 'lateness', measure: () => drain('celery', 0, (queue) => child('lateness', { n, queue })) });
+
+const measurements: Measurement[] = [];
+for (let round = 1; round <= runs; round++) {
+  // Systems alternate within each round, so machine noise spreads over all of them alike.
+  for (const { label, measure } of [...consumers, ...others]) {
+    const measurement = await measure();
+    measurements.push(measurement);
+    console.log(`run ${round}/${runs} ${label}: ${Math.round(measurement.rate).toLocaleString('en-US')} msg/s, ${measurement.cpuSeconds.toFixed(2)} CPU s, ${Math.round(measurement.peakRssMb)} MB`);
+  }
+}
+
+const summaries = summarize(measurements);
+const find = (system: string) => summaries.find((summary) => summary.system === system);
+const ceilingRate = find('ceiling (raw amqplib)')?.median;
+console.log(`\nN = ${n} (Python Celery: ${celeryN}), ${runs} runs, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}\n`);
+const markdown = table(summaries, ceilingRate);
+console.log(markdown);
+
+const f100 = find('nestjs-batches flushEvery 100');
+const checks: Array<[string, number | undefined, string]> = [
+  ['flushEvery 100 / ceiling', f100 && ceilingRate ? f100.median / ceilingRate : undefined, '≥ 0.85'],
+  ["flushEvery 100 / Nest's RMQ", f100 && find("Nest's RMQ transport") ? f100.median / (find("Nest's RMQ transport")?.median ?? 1) : undefined, '≥ 3'],
+  ['BatchClient.delay / raw publish', find('publish: BatchClient.delay') && find('publish: raw amqplib confirm channel') ? (find('publish: BatchClient.delay')?.median ?? 0) / (find('publish: raw amqplib confirm channel')?.median ?? 1) : undefined, '≥ 0.8'],
+  ['memory:// pipeline msg/s', find('memory:// pipeline flushEvery 100')?.median, '≥ 500,000'],
+  ['worker peak RSS MB (flushEvery 100)', f100?.peakRssMb, '< 150'],
+  ['interval flush lateness p99 ms', find('interval flush lateness (200 msg/s, 100 ms)')?.extra?.p99Ms, '< 20'],
+];
+console.log('\n| target | measured | goal |\n| --- | ---: | --- |');
+for (const [name, value, goal] of checks) console.log(`| ${name} | ${value === undefined ? 'n/a' : value.toFixed(2)} | ${goal} |`);
+
+mkdirSync(values.out, { recursive: true });
+writeFileSync(join(values.out, 'results.json'), JSON.stringify({ n, celeryN, runs, node: process.version, cores: cpus().length, measurements, summaries }, null, 2));
+const series = [1, 10, 100, 1000].flatMap((flushEvery) => {
+  const summary = find(`nestjs-batches flushEvery ${flushEvery}`);
+  return summary ? [{ flushEvery, rate: summary.median }] : [];
+});
+const references = ['ceiling (raw amqplib)', "Nest's RMQ transport", 'Python Celery -P solo', 'Python Celery prefork -c 2'].flatMap((system) => {
+  const summary = find(system);
+  return summary ? [{ label: system, rate: summary.median }] : [];
+});
+writeFileSync(join(values.out, 'chart.svg'), chart(series, references));
+writeFileSync(join(values.out, 'table.md'), markdown);
+console.log(`\nwrote ${join(values.out, 'results.json')}, chart.svg and table.md`);

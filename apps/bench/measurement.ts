@@ -1,0 +1,26 @@
+/** What one run of one system reports. */
+export interface Measurement {
+  system: string;
+  /** Messages per second over the measured window. */
+  rate: number;
+  /** CPU seconds the measured process spent in the window (user + system). */
+  cpuSeconds: number;
+  /** Peak resident set of the measured process, MB. */
+  peakRssMb: number;
+  /** Extra figures a system reports (e.g. lateness percentiles). */
+  extra?: Record<string, number>;
+}
+
+export interface RunOptions {
+  n: number;
+  queue: string;
+  flushEvery?: number;
+}
+
+export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+
+/** CPU and peak RSS of this process since `start`. */
+export function usage(start: NodeJS.CpuUsage): { cpuSeconds: number; peakRssMb: number } {
+  const cpu = process.cpuUsage(start);
+  return { cpuSeconds: (cpu.user + cpu.system) / 1e6, peakRssMb: process.resourceUsage().maxRSS / 1024 };
+}

@@ -1,0 +1,84 @@
+import type { Measurement } from './measurement.js';
+
+export interface Summary {
+  system: string;
+  runs: number;
+  median: number;
+  min: number;
+  max: number;
+  cpuSeconds: number;
+  peakRssMb: number;
+  extra?: Record<string, number>;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+export function summarize(measurements: Measurement[]): Summary[] {
+  const bySystem = new Map<string, Measurement[]>();
+  for (const measurement of measurements) bySystem.set(measurement.system, [...(bySystem.get(measurement.system) ?? []), measurement]);
+  return [...bySystem].map(([system, runs]) => ({
+    system,
+    runs: runs.length,
+    median: median(runs.map((run) => run.rate)),
+    min: Math.min(...runs.map((run) => run.rate)),
+    max: Math.max(...runs.map((run) => run.rate)),
+    cpuSeconds: median(runs.map((run) => run.cpuSeconds)),
+    peakRssMb: Math.max(...runs.map((run) => run.peakRssMb)),
+    extra: runs[0].extra && Object.fromEntries(Object.keys(runs[0].extra).map((key) => [key, median(runs.map((run) => run.extra?.[key] ?? 0))])),
+  }));
+}
+
+const number = (value: number): string => Math.round(value).toLocaleString('en-US');
+
+/** A Markdown table: the same text goes to the terminal and into the README. */
+export function table(summaries: Summary[], ceiling: number | undefined): string {
+  const rows = [
+    '| system | messages/s (median) | min–max | × ceiling | CPU s | peak RSS MB |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    ...summaries.map((summary) => {
+      const ratio = ceiling && !summary.system.startsWith('publish') && !summary.system.startsWith('interval') ? (summary.median / ceiling).toFixed(2) : '';
+      const extra = summary.extra ? ` (${Object.entries(summary.extra).map(([key, value]) => `${key} ${value.toFixed(1)}`).join(', ')})` : '';
+      return `| ${summary.system}${extra} | ${number(summary.median)} | ${number(summary.min)}–${number(summary.max)} | ${ratio} | ${summary.cpuSeconds.toFixed(2)} | ${Math.round(summary.peakRssMb)} |`;
+    }),
+  ];
+  return rows.join('\n');
+}
+
+/** Throughput by flushEvery (log scale) with the ceiling and the peers as labelled reference lines. */
+export function chart(series: Array<{ flushEvery: number; rate: number }>, references: Array<{ label: string; rate: number }>): string {
+  const [width, height, left, right, top, bottom] = [720, 400, 70, 190, 30, 50];
+  const top_ = Math.max(...series.map((point) => point.rate), ...references.map((reference) => reference.rate), 1) * 1.1;
+  const x = (flushEvery: number): number => left + (Math.log10(flushEvery) / 3) * (width - left - right);
+  const y = (rate: number): number => height - bottom - (rate / top_) * (height - top - bottom);
+  const colors = ['#d62728', '#7f7f7f', '#2ca02c', '#9467bd', '#8c564b'];
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${width}" height="${height}" fill="white"/>`,
+    `<text x="${left}" y="18" font-size="14">Consume throughput, messages/s (median), by flushEvery</text>`,
+    `<line x1="${left}" y1="${height - bottom}" x2="${width - right}" y2="${height - bottom}" stroke="black"/>`,
+    `<line x1="${left}" y1="${top}" x2="${left}" y2="${height - bottom}" stroke="black"/>`,
+  ];
+  for (const flushEvery of [1, 10, 100, 1000]) {
+    parts.push(`<text x="${x(flushEvery)}" y="${height - bottom + 18}" text-anchor="middle">${flushEvery}</text>`);
+  }
+  parts.push(`<text x="${(left + width - right) / 2}" y="${height - 12}" text-anchor="middle">flushEvery</text>`);
+  for (let tick = 0; tick <= 4; tick++) {
+    const rate = (top_ / 4) * tick;
+    parts.push(`<text x="${left - 6}" y="${y(rate) + 4}" text-anchor="end">${number(rate)}</text>`);
+  }
+  references.forEach((reference, index) => {
+    const color = colors[index % colors.length];
+    parts.push(`<line x1="${left}" y1="${y(reference.rate)}" x2="${width - right}" y2="${y(reference.rate)}" stroke="${color}" stroke-dasharray="6 4"/>`);
+    parts.push(`<text x="${width - right + 6}" y="${y(reference.rate) + 4}" fill="${color}">${reference.label}</text>`);
+  });
+  const points = series.map((point) => `${x(point.flushEvery)},${y(point.rate)}`).join(' ');
+  parts.push(`<polyline points="${points}" fill="none" stroke="#1f77b4" stroke-width="2"/>`);
+  for (const point of series) parts.push(`<circle cx="${x(point.flushEvery)}" cy="${y(point.rate)}" r="4" fill="#1f77b4"/>`);
+  if (series.length) parts.push(`<text x="${x(series[0].flushEvery) + 8}" y="${y(series[0].rate) - 8}" fill="#1f77b4">nestjs-batches</text>`);
+  parts.push('</svg>');
+  return parts.join('\n');
+}

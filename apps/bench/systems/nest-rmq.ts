@@ -1,0 +1,40 @@
+import { Controller, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { Ctx, EventPattern, RmqContext, Transport, type MicroserviceOptions } from '@nestjs/microservices';
+import type { Channel, Message } from 'amqplib';
+import { AMQP_URL, usage, type Measurement, type RunOptions } from '../measurement.js';
+
+/** Nest's built-in RMQ transport: an @EventPattern no-op, acking each message through RmqContext. */
+export async function nestRmq({ n, queue }: RunOptions): Promise<Measurement> {
+  let handled = 0;
+  let done!: () => void;
+  const finished = new Promise<void>((resolve) => (done = resolve));
+
+  @Controller()
+  class NoOpController {
+    @EventPattern('bench.noop')
+    // Nest 12 types pattern handlers' extra parameters as unknown.
+    handle(_data: unknown, @Ctx() ctx: unknown): void {
+      const context = ctx as RmqContext;
+      (context.getChannelRef() as Channel).ack(context.getMessage() as Message);
+      if (++handled === n) done();
+    }
+  }
+
+  @Module({ controllers: [NoOpController] })
+  class NestRmqModule {}
+
+  const app = await NestFactory.createMicroservice<MicroserviceOptions>(NestRmqModule, {
+    transport: Transport.RMQ,
+    options: { urls: [AMQP_URL], queue, noAck: false, prefetchCount: 1000, queueOptions: { durable: true } },
+    logger: ['error'],
+  });
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  await app.listen();
+  await finished;
+  const seconds = (performance.now() - started) / 1000;
+  const measured = usage(cpu);
+  await app.close();
+  return { system: "Nest's RMQ transport", rate: n / seconds, ...measured };
+}
