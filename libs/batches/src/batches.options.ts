@@ -193,12 +193,18 @@ export function resolveHandlerOptions(
 /** RabbitMQ's prefetch count is a 16-bit field. */
 export const MAX_PREFETCH = 65_535;
 
+/** The narrowest derived window: wide enough that the broker keeps streaming while batches run. */
+export const MIN_DERIVED_PREFETCH = 1_000;
+
 /**
  * Unacked messages a queue's channel may hold: room for every handler's running batches plus the
  * next one filling, so handlers sharing a queue never starve each other.
  */
 export function derivePrefetch(queue: string, handlers: ResolvedHandlerOptions[]): number {
-  const prefetch = handlers.reduce((sum, handler) => sum + (handler.prefetch ?? handler.flushEvery * (handler.concurrency + 1)), 0);
+  const explicit = handlers.every((handler) => handler.prefetch !== undefined);
+  const needed = handlers.reduce((sum, handler) => sum + (handler.prefetch ?? handler.flushEvery * (handler.concurrency + 1)), 0);
+  // A prefetch the user set is taken as given; a derived one never drops below the streaming window.
+  const prefetch = explicit ? needed : Math.max(needed, MIN_DERIVED_PREFETCH);
   if (prefetch > MAX_PREFETCH) {
     throw new BatchesConfigError(
       `Queue '${queue}': its handlers need a prefetch of ${prefetch}, above RabbitMQ's limit of ${MAX_PREFETCH}. ` +

@@ -50,10 +50,20 @@ export class MemoryResultBackend extends ResultBackend {
   }
 
   protected async store(meta: TaskMeta): Promise<void> {
+    this.write(meta, Date.now() + this.expiresMs);
+  }
+
+  protected override async storeMany(metas: TaskMeta[]): Promise<void> {
+    const expiresAt = Date.now() + this.expiresMs;
+    for (const meta of metas) this.write(meta, expiresAt);
+  }
+
+  private write(meta: TaskMeta, expiresAt: number): void {
     if (this.read(meta.task_id)?.status === 'SUCCESS') return;
     this.entries.delete(meta.task_id);
-    this.entries.set(meta.task_id, { meta, expiresAt: Date.now() + this.expiresMs });
-    for (const waiter of this.waiters.get(meta.task_id) ?? []) waiter(meta);
+    this.entries.set(meta.task_id, { meta, expiresAt });
+    const waiters = this.waiters.get(meta.task_id);
+    if (waiters) for (const waiter of waiters) waiter(meta);
   }
 
   async close(): Promise<void> {

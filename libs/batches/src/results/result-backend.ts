@@ -50,6 +50,11 @@ export abstract class ResultBackend {
   /** Writes the meta unless a SUCCESS is already stored under its id. */
   protected abstract store(meta: TaskMeta): Promise<void>;
 
+  /** Writes many metas; backends that can write them in one go override it. */
+  protected async storeMany(metas: TaskMeta[]): Promise<void> {
+    await Promise.all(metas.map((meta) => this.store(meta)));
+  }
+
   abstract close(): Promise<void>;
 
   /** Called by the worker around a handler call, to learn which requests the handler marked. */
@@ -57,6 +62,24 @@ export abstract class ResultBackend {
     const batch = new BatchMarks(new Map(requests.map((request) => [request.id, request])));
     for (const request of requests) this.inFlight.set(request.id, batch);
     return batch;
+  }
+
+  /**
+   * Called by the worker after a handler resolved: stores SUCCESS for the requests it left
+   * unmarked, with the values its return gave them, in one write.
+   */
+  resolveUnmarked(batch: BatchMarks, requests: readonly SimpleRequest[], values: readonly unknown[]): Promise<void> {
+    const dateDone = celeryTimestamp();
+    const metas: TaskMeta[] = [];
+    requests.forEach((request, index) => {
+      batch.marks.set(request.id, { status: 'SUCCESS', result: values[index] });
+      if (!request.ignoreResult) {
+        metas.push({ status: 'SUCCESS', result: values[index], traceback: null, children: NO_CHILDREN, date_done: dateDone, task_id: request.id });
+      }
+    });
+    const write = metas.length > 0 ? this.storeMany(metas) : Promise.resolve();
+    batch.writes.push(write);
+    return write;
   }
 
   untrack(batch: BatchMarks): void {
@@ -70,7 +93,7 @@ export abstract class ResultBackend {
     const ignoreResult = (request ?? batch?.requests.get(id))?.ignoreResult === true;
     const write = ignoreResult
       ? Promise.resolve()
-      : this.store({ status, result, traceback, children: [], date_done: status === 'RETRY' ? null : celeryTimestamp(), task_id: id });
+      : this.store({ status, result, traceback, children: NO_CHILDREN, date_done: status === 'RETRY' ? null : celeryTimestamp(), task_id: id });
     if (batch) {
       batch.marks.set(id, { status, result });
       batch.writes.push(write);
@@ -78,6 +101,9 @@ export abstract class ResultBackend {
     return write;
   }
 }
+
+/** Batch requests have no child tasks; one shared, never-mutated empty list. */
+const NO_CHILDREN: unknown[] = Object.freeze([]) as unknown as unknown[];
 
 let lastStamp = { ms: 0, text: '' };
 

@@ -47,6 +47,8 @@ export class BatchRunner {
     const returned = outcome.ok ? resultsByRequest(outcome.value, batch.length) : undefined;
     const done: Envelope[] = [];
     const again: Array<{ envelope: Envelope; error: unknown }> = [];
+    const unmarked: SimpleRequest[] = [];
+    const values: unknown[] = [];
     batch.forEach((envelope, index) => {
       const { request } = envelope;
       const mark = marks.marks.get(request.id);
@@ -55,13 +57,15 @@ export class BatchRunner {
       } else if (mark) {
         done.push(envelope);
       } else if (outcome.ok) {
-        // Beyond celery-batches: an unmarked request takes its returned value, or null, never PENDING forever.
-        void this.results.markAsDone(request.id, returned ? returned(request, index) : null, request);
+        unmarked.push(request);
+        values.push(returned ? returned(request, index) : null);
         done.push(envelope);
       } else {
         again.push({ envelope, error: outcome.error });
       }
     });
+    // Beyond celery-batches: an unmarked request takes its returned value, or null, never PENDING forever.
+    if (unmarked.length > 0) void this.results.resolveUnmarked(marks, unmarked, values);
     if (!outcome.ok) this.logFailure(again.length, outcome.error);
     const writeFailure = await Promise.all(marks.writes).then(
       () => undefined,
