@@ -2,7 +2,8 @@ import amqplib from 'amqplib';
 import { encodeTaskMessage } from 'nestjs-batches';
 import { AMQP_URL } from './measurement.js';
 
-export type MessageFormat = 'celery' | 'nest';
+/** `nest-celery-headers`: Nest's envelope carrying Celery's header table, so the broker's work per message is the same. */
+export type MessageFormat = 'celery' | 'nest' | 'nest-celery-headers';
 
 /**
  * Empties `queue` (declared as Celery declares it) and fills it with `n` small persistent task
@@ -21,7 +22,8 @@ export async function prepareBacklog(queue: string, n: number, format: MessageFo
       channel.sendToQueue(queue, body, properties);
     } else {
       // Nest's RMQ transport reads its own envelope, not Celery's.
-      channel.sendToQueue(queue, Buffer.from(JSON.stringify({ pattern: 'bench.noop', data: [i] })), { deliveryMode: 2, contentType: 'application/json' });
+      const headers = format === 'nest-celery-headers' ? encodeTaskMessage({ task: 'bench.noop', args: [i] }).properties.headers : undefined;
+      channel.sendToQueue(queue, Buffer.from(JSON.stringify({ pattern: 'bench.noop', data: [i] })), { deliveryMode: 2, contentType: 'application/json', headers });
     }
     if (i % 1000 === 999) await channel.waitForConfirms();
   }

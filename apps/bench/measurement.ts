@@ -1,7 +1,7 @@
 /** What one run of one system reports. */
 export interface Measurement {
   system: string;
-  /** Messages per second over the measured window. */
+  /** Messages per second from the first message received to the last one acked. */
   rate: number;
   /** CPU seconds the measured process spent in the window (user + system). */
   cpuSeconds: number;
@@ -15,6 +15,8 @@ export interface RunOptions {
   n: number;
   queue: string;
   flushEvery?: number;
+  /** A label that tells two setups of one system apart. */
+  variant?: string;
 }
 
 export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';

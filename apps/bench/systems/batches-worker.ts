@@ -1,7 +1,7 @@
 import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { AsyncMicroserviceOptions } from '@nestjs/microservices';
-import { BatchesModule, BatchesServer, BatchHandler, type SimpleRequest } from 'nestjs-batches';
+import { BATCHES_BROKER, BatchesModule, BatchesServer, BatchHandler, type Broker, type SimpleRequest } from 'nestjs-batches';
 import { AMQP_URL, usage, type Measurement, type RunOptions } from '../measurement.js';
 
 /** A nestjs-batches worker with a no-op handler, prefetch derived by the library. */
@@ -12,7 +12,8 @@ export async function batchesWorker({ n, queue, flushEvery = 100 }: RunOptions):
 
   @Injectable()
   class NoOp {
-    @BatchHandler('bench.noop', { flushEvery, flushInterval: 100, queue })
+    // Like the Python peers' task (ignore_result=True): no result store in the measurement.
+    @BatchHandler('bench.noop', { flushEvery, flushInterval: 100, queue, ignoreResult: true })
     handle(requests: SimpleRequest[]): void {
       handled += requests.length;
       // The last batch is acked right after this returns; resolve after that turn.
@@ -28,8 +29,16 @@ export async function batchesWorker({ n, queue, flushEvery = 100 }: RunOptions):
     useFactory: (server: BatchesServer) => ({ strategy: server }),
     logger: ['error'],
   });
+  // Timed from the first delivery, like the other consumers: connecting is not consuming.
+  let started = 0;
+  const broker = app.get<Broker>(BATCHES_BROKER);
+  const consume = broker.consume.bind(broker);
+  broker.consume = (name, options, onDelivery) =>
+    consume(name, options, (delivery) => {
+      if (started === 0) started = performance.now();
+      onDelivery(delivery);
+    });
   const cpu = process.cpuUsage();
-  const started = performance.now();
   await app.listen();
   await finished;
   const seconds = (performance.now() - started) / 1000;

@@ -8,10 +8,11 @@ export async function ceiling({ n, queue }: RunOptions): Promise<Measurement> {
   await channel.prefetch(1000);
   const cpu = process.cpuUsage();
   let received = 0;
-  const started = performance.now();
+  let started = 0;
   await new Promise<void>((resolve) => {
     void channel.consume(queue, (message) => {
       if (!message) return;
+      if (received === 0) started = performance.now();
       received++;
       if (received % 100 === 0 || received === n) channel.ack(message, true);
       if (received === n) resolve();

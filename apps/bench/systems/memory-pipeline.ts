@@ -12,7 +12,7 @@ export async function memoryPipeline({ n, flushEvery = 100 }: RunOptions): Promi
 
   @Injectable()
   class NoOp {
-    @BatchHandler('bench.noop', { flushEvery, flushInterval: 100, queue: 'bench' })
+    @BatchHandler('bench.noop', { flushEvery, flushInterval: 100, queue: 'bench', ignoreResult: true })
     handle(requests: SimpleRequest[]): void {
       handled += requests.length;
       if (handled >= n) setImmediate(done);

@@ -5,8 +5,9 @@ import type { Channel, Message } from 'amqplib';
 import { AMQP_URL, usage, type Measurement, type RunOptions } from '../measurement.js';
 
 /** Nest's built-in RMQ transport: an @EventPattern no-op, acking each message through RmqContext. */
-export async function nestRmq({ n, queue }: RunOptions): Promise<Measurement> {
+export async function nestRmq({ n, queue, variant }: RunOptions & { variant?: string }): Promise<Measurement> {
   let handled = 0;
+  let started = 0;
   let done!: () => void;
   const finished = new Promise<void>((resolve) => (done = resolve));
 
@@ -16,6 +17,7 @@ export async function nestRmq({ n, queue }: RunOptions): Promise<Measurement> {
     // Nest 12 types pattern handlers' extra parameters as unknown.
     handle(_data: unknown, @Ctx() ctx: unknown): void {
       const context = ctx as RmqContext;
+      if (handled === 0) started = performance.now();
       (context.getChannelRef() as Channel).ack(context.getMessage() as Message);
       if (++handled === n) done();
     }
@@ -30,11 +32,10 @@ export async function nestRmq({ n, queue }: RunOptions): Promise<Measurement> {
     logger: ['error'],
   });
   const cpu = process.cpuUsage();
-  const started = performance.now();
   await app.listen();
   await finished;
   const seconds = (performance.now() - started) / 1000;
   const measured = usage(cpu);
   await app.close();
-  return { system: "Nest's RMQ transport", rate: n / seconds, ...measured };
+  return { system: `Nest's RMQ transport${variant ? ` (${variant})` : ''}`, rate: n / seconds, ...measured };
 }

@@ -152,6 +152,26 @@ class MemoryQueue {
   }
 }
 
+class MemoryDelivery implements Delivery {
+  readonly body: Buffer;
+  readonly properties: OutgoingMessage['properties'];
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly redelivered: boolean;
+
+  constructor(
+    message: StoredMessage,
+    readonly deliveryTag: number,
+    readonly channel: DeliveryChannel,
+  ) {
+    this.body = message.body;
+    this.properties = message.properties;
+    this.exchange = message.exchange;
+    this.routingKey = message.routingKey;
+    this.redelivered = message.redelivered;
+  }
+}
+
 class MemoryConsumer implements QueueConsumer, DeliveryChannel {
   open = true;
   private consuming = true;
@@ -175,7 +195,7 @@ class MemoryConsumer implements QueueConsumer, DeliveryChannel {
   deliver(message: StoredMessage): void {
     const deliveryTag = this.nextTag++;
     this.unacked.set(deliveryTag, message);
-    this.onDelivery({ ...message, deliveryTag, channel: this });
+    this.onDelivery(new MemoryDelivery(message, deliveryTag, this));
   }
 
   ack(deliveryTag: number, multiple: boolean): void {

@@ -11,7 +11,15 @@ export interface RecordedMark {
 export class BatchMarks {
   readonly marks = new Map<string, RecordedMark>();
   readonly writes: Promise<void>[] = [];
-  constructor(readonly requests: ReadonlyMap<string, SimpleRequest>) {}
+  private byId?: Map<string, SimpleRequest>;
+
+  constructor(readonly requests: readonly SimpleRequest[]) {}
+
+  /** Built on the first mark only: most batches are resolved by their return value. */
+  request(id: string): SimpleRequest | undefined {
+    this.byId ??= new Map(this.requests.map((request) => [request.id, request]));
+    return this.byId.get(id);
+  }
 }
 
 /**
@@ -19,7 +27,8 @@ export class BatchMarks {
  * requests left unmarked are resolved by the worker (see the README, "Results").
  */
 export abstract class ResultBackend {
-  private readonly inFlight = new Map<string, BatchMarks>();
+  /** Batches whose handler is running: few at a time (a handler's concurrency), so marks search them. */
+  private readonly running = new Set<BatchMarks>();
 
   /** Stores `result` as the request's SUCCESS value. */
   markAsDone(id: string, result: unknown, request?: SimpleRequest): Promise<void> {
@@ -59,8 +68,8 @@ export abstract class ResultBackend {
 
   /** Called by the worker around a handler call, to learn which requests the handler marked. */
   track(requests: readonly SimpleRequest[]): BatchMarks {
-    const batch = new BatchMarks(new Map(requests.map((request) => [request.id, request])));
-    for (const request of requests) this.inFlight.set(request.id, batch);
+    const batch = new BatchMarks(requests);
+    this.running.add(batch);
     return batch;
   }
 
@@ -83,14 +92,17 @@ export abstract class ResultBackend {
   }
 
   untrack(batch: BatchMarks): void {
-    for (const id of batch.requests.keys()) {
-      if (this.inFlight.get(id) === batch) this.inFlight.delete(id);
-    }
+    this.running.delete(batch);
+  }
+
+  private batchOf(id: string): BatchMarks | undefined {
+    for (const batch of this.running) if (batch.request(id)) return batch;
+    return undefined;
   }
 
   private mark(id: string, status: TaskState, result: unknown, traceback: string | null, request?: SimpleRequest): Promise<void> {
-    const batch = this.inFlight.get(id);
-    const ignoreResult = (request ?? batch?.requests.get(id))?.ignoreResult === true;
+    const batch = this.batchOf(id);
+    const ignoreResult = (request ?? batch?.request(id))?.ignoreResult === true;
     const write = ignoreResult
       ? Promise.resolve()
       : this.store({ status, result, traceback, children: NO_CHILDREN, date_done: status === 'RETRY' ? null : celeryTimestamp(), task_id: id });
