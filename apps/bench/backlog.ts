@@ -34,7 +34,8 @@ export async function prepareBacklog(queue: string, n: number, format: MessageFo
 export async function deleteQueue(queue: string): Promise<void> {
   const connection = await amqplib.connect(AMQP_URL);
   const channel = await connection.createChannel();
-  await channel.deleteQueue(queue);
+  // The worker declared the dead-letter queue beside it.
+  for (const name of [queue, `${queue}.dead`]) await channel.deleteQueue(name);
   await channel.deleteExchange(queue);
   await connection.close();
 }

@@ -8,6 +8,7 @@ import { AMQP_URL, type Measurement, type RunOptions } from '../measurement.js';
 const PYTHON = process.env.CELERY_PYTHON ?? '/usr/bin/python3';
 const APP_DIR = fileURLToPath(new URL('../../../../apps/bench/python/', import.meta.url));
 const TICKS_PER_SECOND = 100;
+const TIME_LIMIT_MS = 120_000;
 
 export function celeryAvailable(): boolean {
   try {
@@ -54,16 +55,19 @@ export async function celeryWorker({ n, queue }: RunOptions, pool: 'solo' | 'pre
     { cwd: APP_DIR, env: { ...process.env, CELERY_QUEUE: queue }, stdio: ['ignore', 'ignore', 'ignore'] },
   );
   let started = 0;
-  for (;;) {
-    const { messageCount } = await channel.checkQueue(queue);
-    if (!started && messageCount < n) started = performance.now();
-    if (messageCount === 0) break;
+  let left = n;
+  const deadline = performance.now() + TIME_LIMIT_MS;
+  // Bounded: a stalled worker ends the measurement with what it got through.
+  while (left > 0 && performance.now() < deadline) {
+    left = (await channel.checkQueue(queue)).messageCount;
+    if (!started && left < n) started = performance.now();
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  const seconds = (performance.now() - started) / 1000;
+  const seconds = (performance.now() - (started || deadline)) / 1000;
   const measured = treeUsage(worker.pid ?? 0);
   worker.kill('SIGTERM');
   await new Promise((resolve) => worker.once('exit', resolve));
   await connection.close();
-  return { system: `Python Celery ${pool === 'solo' ? '-P solo' : 'prefork -c 2'}`, rate: n / seconds, ...measured };
+  const extra = left > 0 ? { unfinished: left } : undefined;
+  return { system: `Python Celery ${pool === 'solo' ? '-P solo' : 'prefork -c 2'}`, rate: (n - left) / seconds, ...measured, extra };
 }
