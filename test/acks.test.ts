@@ -1,32 +1,22 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { ResultBackend, type SimpleRequest } from 'nestjs-batches';
-import { AMQP_URL, queueCounts, TestRabbit, uniqueQueue } from './support/rabbitmq.js';
+import { AMQP_URL, queueCounts, rabbitSuite } from './support/rabbitmq.js';
 import { waitFor } from './support/wait.js';
 import { recorder, startWorker } from './support/worker-app.js';
 
 describe('late acknowledgement on RabbitMQ', () => {
-  let rabbit: TestRabbit;
-  const queues: string[] = [];
-
-  before(async () => {
-    rabbit = await TestRabbit.connect();
-  });
-  after(async () => {
-    await rabbit.deleteQueues(...queues.flatMap((queue) => [queue, `${queue}.dead`]));
-    await rabbit.close();
-  });
+  const suite = rabbitSuite();
 
   it('keeps messages unacked while buffered and while the handler runs; acks after it resolves', async () => {
-    const queue = uniqueQueue('late');
-    queues.push(queue);
+    const queue = suite.queue('late');
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
     const Blocking = recorder('late.block', { flushEvery: 5, flushInterval: 60_000, queue }, () => released);
     const app = await startWorker({ broker: AMQP_URL }, [Blocking]);
     try {
-      await rabbit.declareCeleryQueue(queue);
-      for (let i = 0; i < 8; i++) await rabbit.publishTask(queue, { task: 'late.block', args: [i] });
+      await suite.rabbit.declareCeleryQueue(queue);
+      for (let i = 0; i < 8; i++) await suite.rabbit.publishTask(queue, { task: 'late.block', args: [i] });
       const handler = app.get(Blocking);
       await handler.waitForRequests(5);
       // 5 in the running batch, 3 buffered: all delivered, none acked.
@@ -42,8 +32,7 @@ describe('late acknowledgement on RabbitMQ', () => {
   });
 
   it('retries a failing batch with retries + 1, then dead-letters it with the reason and marks FAILURE; the next batch still runs', async () => {
-    const queue = uniqueQueue('retry');
-    queues.push(queue);
+    const queue = suite.queue('retry');
     const seen: number[] = [];
     const Failing = recorder('retry.fail', { flushEvery: 1, flushInterval: 50, queue, maxRetries: 2, retryDelay: 50 }, (requests: SimpleRequest[]) => {
       seen.push(...requests.map((request) => request.retries));
@@ -52,13 +41,13 @@ describe('late acknowledgement on RabbitMQ', () => {
     const Good = recorder('retry.good', { flushEvery: 3, flushInterval: 100, queue });
     const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue }, [Failing, Good]);
     try {
-      await rabbit.declareCeleryQueue(queue);
-      const id = await rabbit.publishTask(queue, { task: 'retry.fail', args: ['x'] });
-      for (let i = 0; i < 3; i++) await rabbit.publishTask(queue, { task: 'retry.good', args: [i] });
+      await suite.rabbit.declareCeleryQueue(queue);
+      const id = await suite.rabbit.publishTask(queue, { task: 'retry.fail', args: ['x'] });
+      for (let i = 0; i < 3; i++) await suite.rabbit.publishTask(queue, { task: 'retry.good', args: [i] });
       await app.get(Good).waitForRequests(3);
       await waitFor(async () => (await queueCounts(`${queue}.dead`)).ready === 1, 'the dead letter');
       assert.deepEqual(seen, [0, 1, 2]);
-      const [dead] = await rabbit.takeAll(`${queue}.dead`);
+      const [dead] = await suite.rabbit.takeAll(`${queue}.dead`);
       const headers = dead.properties.headers ?? {};
       assert.equal(headers.id, id);
       assert.match(String(headers['x-dead-letter-reason']), /2 retries exhausted: Error: database is down/);
@@ -73,8 +62,7 @@ describe('late acknowledgement on RabbitMQ', () => {
   });
 
   it('a handler can send one request back for a retry while the rest of the batch succeeds', async () => {
-    const queue = uniqueQueue('single');
-    queues.push(queue);
+    const queue = suite.queue('single');
     let results!: ResultBackend;
     const Picky = recorder('single.picky', { flushEvery: 3, flushInterval: 100, queue, retryDelay: 20 }, async (requests: SimpleRequest[]) => {
       for (const request of requests) {
@@ -85,9 +73,9 @@ describe('late acknowledgement on RabbitMQ', () => {
     const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue }, [Picky]);
     results = app.get(ResultBackend);
     try {
-      await rabbit.declareCeleryQueue(queue);
+      await suite.rabbit.declareCeleryQueue(queue);
       const ids = [];
-      for (const arg of ['a', 'flaky', 'b']) ids.push(await rabbit.publishTask(queue, { task: 'single.picky', args: [arg] }));
+      for (const arg of ['a', 'flaky', 'b']) ids.push(await suite.rabbit.publishTask(queue, { task: 'single.picky', args: [arg] }));
       assert.deepEqual(await Promise.all(ids.map((id) => results.waitForResult(id))), ['a@0', 'flaky@1', 'b@0']);
     } finally {
       await app.close();

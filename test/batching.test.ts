@@ -1,28 +1,17 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { INestMicroservice } from '@nestjs/common';
 import { BatchClient } from 'nestjs-batches';
-import { AMQP_URL, TestRabbit, uniqueQueue } from './support/rabbitmq.js';
+import { AMQP_URL, rabbitSuite } from './support/rabbitmq.js';
 import { recorder, startWorker, type Recorder } from './support/worker-app.js';
 
 // The same batching contract on the embedded broker and on real RabbitMQ.
 for (const broker of ['memory', 'amqp'] as const) {
   describe(`batching on ${broker}://`, () => {
-    let rabbit: TestRabbit | undefined;
-    const queues: string[] = [];
-
-    before(async () => {
-      if (broker === 'amqp') rabbit = await TestRabbit.connect();
-    });
-
-    after(async () => {
-      await rabbit?.deleteQueues(...queues.flatMap((queue) => [queue, `${queue}.dead`]));
-      await rabbit?.close();
-    });
+    const suite = rabbitSuite();
 
     async function worker(flushEvery: number, flushInterval: number): Promise<{ app: INestMicroservice; handler: Recorder; client: BatchClient; queue: string }> {
-      const queue = uniqueQueue('batching');
-      queues.push(queue);
+      const queue = suite.queue('batching');
       const Handler = recorder('batching.add', { flushEvery, flushInterval, queue });
       const app = await startWorker({ broker: broker === 'amqp' ? AMQP_URL : 'memory://', defaultQueue: queue }, [Handler]);
       return { app, handler: app.get(Handler), client: app.get(BatchClient), queue };

@@ -1,31 +1,21 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Injectable } from '@nestjs/common';
 import { BatchesConfigError, BatchHandler } from 'nestjs-batches';
-import { AMQP_URL, TestRabbit, uniqueQueue } from './support/rabbitmq.js';
+import { AMQP_URL, rabbitSuite } from './support/rabbitmq.js';
 import { recorder, startWorker } from './support/worker-app.js';
 
 describe('several handlers under load on RabbitMQ', () => {
-  let rabbit: TestRabbit;
-  const queues: string[] = [];
-
-  before(async () => {
-    rabbit = await TestRabbit.connect();
-  });
-  after(async () => {
-    await rabbit.deleteQueues(...queues.flatMap((queue) => [queue, `${queue}.dead`]));
-    await rabbit.close();
-  });
+  const suite = rabbitSuite();
 
   async function backlog(tasks: Array<{ task: string; queue: string }>, perTask: number): Promise<void> {
-    for (const { queue } of tasks) await rabbit.declareCeleryQueue(queue);
+    for (const { queue } of tasks) await suite.rabbit.declareCeleryQueue(queue);
     // Interleaved, so neither task can fill its batches from a run of its own messages.
-    for (let i = 0; i < perTask; i++) for (const { task, queue } of tasks) await rabbit.publishTask(queue, { task, args: [i] });
+    for (let i = 0; i < perTask; i++) for (const { task, queue } of tasks) await suite.rabbit.publishTask(queue, { task, args: [i] });
   }
 
   it('two handlers sharing one queue both reach only full batches (no starvation)', async () => {
-    const queue = uniqueQueue('shared');
-    queues.push(queue);
+    const queue = suite.queue('shared');
     await backlog([{ task: 'shared.a', queue }, { task: 'shared.b', queue }], 500);
     const A = recorder('shared.a', { flushEvery: 50, flushInterval: 60_000, queue });
     const B = recorder('shared.b', { flushEvery: 50, flushInterval: 60_000, queue });
@@ -41,8 +31,7 @@ describe('several handlers under load on RabbitMQ', () => {
   });
 
   it('handlers on separate queues each reach full batches', async () => {
-    const [q1, q2] = [uniqueQueue('sep1'), uniqueQueue('sep2')];
-    queues.push(q1, q2);
+    const [q1, q2] = [suite.queue('sep1'), suite.queue('sep2')];
     await backlog([{ task: 'sep.a', queue: q1 }, { task: 'sep.b', queue: q2 }], 300);
     const A = recorder('sep.a', { flushEvery: 100, flushInterval: 60_000, queue: q1 });
     const B = recorder('sep.b', { flushEvery: 30, flushInterval: 60_000, queue: q2 });

@@ -1,29 +1,20 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { BATCHES_BROKER, BatchClient, type MemoryBroker } from 'nestjs-batches';
-import { AMQP_URL, queueCounts, TestRabbit, uniqueQueue } from './support/rabbitmq.js';
+import { AMQP_URL, queueCounts, rabbitSuite } from './support/rabbitmq.js';
 import { waitFor } from './support/wait.js';
 import { recorder, startWorker } from './support/worker-app.js';
 
 for (const broker of ['amqp', 'memory'] as const) {
   describe(`graceful shutdown on ${broker}://`, () => {
-    let rabbit: TestRabbit | undefined;
-    const queues: string[] = [];
-    before(async () => {
-      if (broker === 'amqp') rabbit = await TestRabbit.connect();
-    });
-    after(async () => {
-      await rabbit?.deleteQueues(...queues.flatMap((queue) => [queue, `${queue}.dead`]));
-      await rabbit?.close();
-    });
+    const suite = rabbitSuite();
 
     async function counts(app: { get<T>(token: symbol): T }, queue: string): Promise<{ ready: number; unacked: number }> {
       return broker === 'amqp' ? queueCounts(queue) : app.get<MemoryBroker>(BATCHES_BROKER).stats(queue);
     }
 
     it('flushes partial buffers through the handler before close() resolves, leaving nothing unacked', async () => {
-      const queue = uniqueQueue('drain');
-      queues.push(queue);
+      const queue = suite.queue('drain');
       const A = recorder('drain.a', { flushEvery: 100, flushInterval: 60_000, queue });
       const B = recorder('drain.b', { flushEvery: 100, flushInterval: 60_000, queue });
       const app = await startWorker({ broker: broker === 'amqp' ? AMQP_URL : 'memory://', defaultQueue: queue }, [A, B]);
@@ -43,8 +34,7 @@ for (const broker of ['amqp', 'memory'] as const) {
     });
 
     it('waits for a batch still running when close() is called', async () => {
-      const queue = uniqueQueue('slow');
-      queues.push(queue);
+      const queue = suite.queue('slow');
       let finished = false;
       const Slow = recorder('drain.slow', { flushEvery: 2, flushInterval: 60_000, queue }, async () => {
         await new Promise((resolve) => setTimeout(resolve, 500));

@@ -21,6 +21,26 @@ export interface RunOptions {
 
 export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 
+/**
+ * Runs a Nest consumer app until `finished`, and reports its rate from `firstMessage()` on, with the
+ * CPU this process spent meanwhile, then closes it.
+ */
+export async function drainWith(
+  app: { listen(): Promise<unknown>; close(): Promise<void> },
+  finished: Promise<void>,
+  firstMessage: () => number,
+  system: string,
+  n: number,
+): Promise<Measurement> {
+  const cpu = process.cpuUsage();
+  await app.listen();
+  await finished;
+  const seconds = (performance.now() - firstMessage()) / 1000;
+  const measured = usage(cpu);
+  await app.close();
+  return { system, rate: n / seconds, ...measured };
+}
+
 /** CPU and peak RSS of this process since `start`. */
 export function usage(start: NodeJS.CpuUsage): { cpuSeconds: number; peakRssMb: number } {
   const cpu = process.cpuUsage(start);

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
+import { after, before } from 'node:test';
 import amqplib, { type ChannelModel, type ConfirmChannel, type GetMessage, type Options } from 'amqplib';
 import { encodeTaskMessage, type TaskSpec } from 'nestjs-batches';
 
@@ -82,4 +83,34 @@ export class TestRabbit {
   async close(): Promise<void> {
     await this.connection.close();
   }
+}
+
+/**
+ * A suite's RabbitMQ side: a test connection opened before the suite, and every queue it named
+ * (with its dead-letter queue and exchange) deleted after, over a fresh connection in case a test
+ * force-closed the first.
+ */
+export function rabbitSuite(): { readonly rabbit: TestRabbit; queue(prefix: string): string } {
+  const queues: string[] = [];
+  let rabbit: TestRabbit | undefined;
+  before(async () => {
+    rabbit = await TestRabbit.connect();
+  });
+  after(async () => {
+    const fresh = await TestRabbit.connect();
+    await fresh.deleteQueues(...queues.flatMap((queue) => [queue, `${queue}.dead`]));
+    await fresh.close();
+    await rabbit?.close().catch(() => undefined);
+  });
+  return {
+    get rabbit(): TestRabbit {
+      if (!rabbit) throw new Error('rabbitSuite(): the connection opens in a before() hook; use it inside tests');
+      return rabbit;
+    },
+    queue(prefix: string): string {
+      const queue = uniqueQueue(prefix);
+      queues.push(queue);
+      return queue;
+    },
+  };
 }

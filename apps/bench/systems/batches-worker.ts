@@ -2,7 +2,7 @@ import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { AsyncMicroserviceOptions } from '@nestjs/microservices';
 import { BATCHES_BROKER, BatchesModule, BatchesServer, BatchHandler, type Broker, type SimpleRequest } from 'nestjs-batches';
-import { AMQP_URL, usage, type Measurement, type RunOptions } from '../measurement.js';
+import { AMQP_URL, drainWith, type Measurement, type RunOptions } from '../measurement.js';
 
 /** A nestjs-batches worker with a no-op handler, prefetch derived by the library. */
 export async function batchesWorker({ n, queue, flushEvery = 100 }: RunOptions): Promise<Measurement> {
@@ -38,11 +38,5 @@ export async function batchesWorker({ n, queue, flushEvery = 100 }: RunOptions):
       if (started === 0) started = performance.now();
       onDelivery(delivery);
     });
-  const cpu = process.cpuUsage();
-  await app.listen();
-  await finished;
-  const seconds = (performance.now() - started) / 1000;
-  const measured = usage(cpu);
-  await app.close();
-  return { system: `nestjs-batches flushEvery ${flushEvery}`, rate: n / seconds, ...measured };
+  return drainWith(app, finished, () => started, `nestjs-batches flushEvery ${flushEvery}`, n);
 }

@@ -2,7 +2,7 @@ import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { AsyncMicroserviceOptions } from '@nestjs/microservices';
 import { BATCHES_BROKER, BatchesModule, BatchesServer, BatchHandler, encodeTaskMessage, type MemoryBroker, type SimpleRequest } from 'nestjs-batches';
-import { usage, type Measurement, type RunOptions } from '../measurement.js';
+import { drainWith, type Measurement, type RunOptions } from '../measurement.js';
 
 /** The in-process pipeline alone: memory:// broker, decode, buffer, no-op handler, ack. */
 export async function memoryPipeline({ n, flushEvery = 100 }: RunOptions): Promise<Measurement> {
@@ -33,12 +33,7 @@ export async function memoryPipeline({ n, flushEvery = 100 }: RunOptions): Promi
     const { body, properties } = encodeTaskMessage({ task: 'bench.noop', args: [i] });
     await broker.publish({ exchange: 'bench', routingKey: 'bench', body, properties });
   }
-  const cpu = process.cpuUsage();
+  // In-process, the first delivery follows listen() at once.
   const started = performance.now();
-  await app.listen();
-  await finished;
-  const seconds = (performance.now() - started) / 1000;
-  const measured = usage(cpu);
-  await app.close();
-  return { system: `memory:// pipeline flushEvery ${flushEvery}`, rate: n / seconds, ...measured };
+  return drainWith(app, finished, () => started, `memory:// pipeline flushEvery ${flushEvery}`, n);
 }

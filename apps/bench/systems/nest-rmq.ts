@@ -2,7 +2,7 @@ import { Controller, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Ctx, EventPattern, RmqContext, Transport, type MicroserviceOptions } from '@nestjs/microservices';
 import type { Channel, Message } from 'amqplib';
-import { AMQP_URL, usage, type Measurement, type RunOptions } from '../measurement.js';
+import { AMQP_URL, drainWith, type Measurement, type RunOptions } from '../measurement.js';
 
 /** Nest's built-in RMQ transport: an @EventPattern no-op, acking each message through RmqContext. */
 export async function nestRmq({ n, queue, variant }: RunOptions & { variant?: string }): Promise<Measurement> {
@@ -31,11 +31,5 @@ export async function nestRmq({ n, queue, variant }: RunOptions & { variant?: st
     options: { urls: [AMQP_URL], queue, noAck: false, prefetchCount: 1000, queueOptions: { durable: true } },
     logger: ['error'],
   });
-  const cpu = process.cpuUsage();
-  await app.listen();
-  await finished;
-  const seconds = (performance.now() - started) / 1000;
-  const measured = usage(cpu);
-  await app.close();
-  return { system: `Nest's RMQ transport${variant ? ` (${variant})` : ''}`, rate: n / seconds, ...measured };
+  return drainWith(app, finished, () => started, `Nest's RMQ transport${variant ? ` (${variant})` : ''}`, n);
 }
