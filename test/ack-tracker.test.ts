@@ -27,18 +27,26 @@ describe('AckTracker', () => {
     const tracker = new AckTracker(ch);
     for (let tag = 1; tag <= 6; tag++) tracker.received(tag);
     tracker.settle([4, 5, 6]);
-    assert.deepEqual(ch.acks, [[4, false], [5, false], [6, false]]);
+    assert.deepEqual(ch.acks, [
+      [4, false],
+      [5, false],
+      [6, false],
+    ]);
     tracker.settle([1, 2, 3]);
     assert.deepEqual(ch.acks.slice(3), [[3, true]]);
     assert.equal(tracker.pending, 0);
   });
 
-  it('acks interleaved handlers without covering the other handler\'s deliveries', () => {
+  it("acks interleaved handlers without covering the other handler's deliveries", () => {
     const ch = channel();
     const tracker = new AckTracker(ch);
     for (let tag = 1; tag <= 6; tag++) tracker.received(tag);
     tracker.settle([1, 3, 5]);
-    assert.deepEqual(ch.acks, [[1, true], [3, false], [5, false]]);
+    assert.deepEqual(ch.acks, [
+      [1, true],
+      [3, false],
+      [5, false],
+    ]);
     tracker.settle([2, 4, 6]);
     assert.deepEqual(ch.acks.slice(3), [[6, true]]);
   });

@@ -34,10 +34,14 @@ describe('late acknowledgement on RabbitMQ', () => {
   it('retries a failing batch with retries + 1, then dead-letters it with the reason and marks FAILURE; the next batch still runs', async () => {
     const queue = suite.queue('retry');
     const seen: number[] = [];
-    const Failing = recorder('retry.fail', { flushEvery: 1, flushInterval: 50, queue, maxRetries: 2, retryDelay: 50 }, (requests: SimpleRequest[]) => {
-      seen.push(...requests.map((request) => request.retries));
-      throw new Error('database is down');
-    });
+    const Failing = recorder(
+      'retry.fail',
+      { flushEvery: 1, flushInterval: 50, queue, maxRetries: 2, retryDelay: 50 },
+      (requests: SimpleRequest[]) => {
+        seen.push(...requests.map((request) => request.retries));
+        throw new Error('database is down');
+      },
+    );
     const Good = recorder('retry.good', { flushEvery: 3, flushInterval: 100, queue });
     const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue }, [Failing, Good]);
     try {
@@ -64,12 +68,16 @@ describe('late acknowledgement on RabbitMQ', () => {
   it('a handler can send one request back for a retry while the rest of the batch succeeds', async () => {
     const queue = suite.queue('single');
     let results!: ResultBackend;
-    const Picky = recorder('single.picky', { flushEvery: 3, flushInterval: 100, queue, retryDelay: 20 }, async (requests: SimpleRequest[]) => {
-      for (const request of requests) {
-        if (request.args[0] === 'flaky' && request.retries === 0) await results.markAsRetry(request.id, new Error('try again'));
-      }
-      return requests.map((request) => `${String(request.args[0])}@${request.retries}`);
-    });
+    const Picky = recorder(
+      'single.picky',
+      { flushEvery: 3, flushInterval: 100, queue, retryDelay: 20 },
+      async (requests: SimpleRequest[]) => {
+        for (const request of requests) {
+          if (request.args[0] === 'flaky' && request.retries === 0) await results.markAsRetry(request.id, new Error('try again'));
+        }
+        return requests.map((request) => `${String(request.args[0])}@${request.retries}`);
+      },
+    );
     const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue }, [Picky]);
     results = app.get(ResultBackend);
     try {

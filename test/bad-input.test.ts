@@ -12,13 +12,33 @@ function badMessages(): Array<{ label: string; body: Buffer; properties: Message
   const good = v2('bad.valid', ['x']);
   return [
     { label: 'not JSON', body: Buffer.from('{not json'), properties: good.properties, reason: /not valid JSON/ },
-    { label: 'pickle', body: Buffer.from('\x80\x04\x95pickle'), properties: { ...good.properties, contentType: 'application/x-python-serialize' }, reason: /application\/x-python-serialize.*refused/ },
-    { label: 'yaml', body: Buffer.from('- 1\n'), properties: { ...good.properties, contentType: 'application/x-yaml' }, reason: /application\/x-yaml.*refused/ },
-    { label: 'no task header', body: Buffer.from('[[],{},{}]'), properties: { contentType: 'application/json', contentEncoding: 'utf-8', headers: { id: 'x' } }, reason: /no `task` header/ },
+    {
+      label: 'pickle',
+      body: Buffer.from('\x80\x04\x95pickle'),
+      properties: { ...good.properties, contentType: 'application/x-python-serialize' },
+      reason: /application\/x-python-serialize.*refused/,
+    },
+    {
+      label: 'yaml',
+      body: Buffer.from('- 1\n'),
+      properties: { ...good.properties, contentType: 'application/x-yaml' },
+      reason: /application\/x-yaml.*refused/,
+    },
+    {
+      label: 'no task header',
+      body: Buffer.from('[[],{},{}]'),
+      properties: { contentType: 'application/json', contentEncoding: 'utf-8', headers: { id: 'x' } },
+      reason: /no `task` header/,
+    },
     { label: 'v2 body not an array', body: Buffer.from('{"a":1}'), properties: good.properties, reason: /must be a JSON array/ },
     { label: 'args not an array', body: Buffer.from('[1,{},{}]'), properties: good.properties, reason: /args must be a JSON array/ },
     { label: 'unknown task', body: v2('bad.nobody').body, properties: v2('bad.nobody').properties, reason: /unknown task 'bad\.nobody'/ },
-    { label: 'oversize', body: v2('bad.valid', ['y'.repeat(5_000)]).body, properties: v2('bad.valid').properties, reason: /exceeds maxMessageBytes/ },
+    {
+      label: 'oversize',
+      body: v2('bad.valid', ['y'.repeat(5_000)]).body,
+      properties: v2('bad.valid').properties,
+      reason: /exceeds maxMessageBytes/,
+    },
   ];
 }
 
@@ -50,10 +70,20 @@ describe('bad input on RabbitMQ', () => {
       await waitFor(async () => (await queueCounts(`${queue}.dead`)).ready === bad.length, `${bad.length} dead letters`);
       const dead = await rabbit.takeAll(`${queue}.dead`);
       const reasons = dead.map((message) => String(message.properties.headers?.['x-dead-letter-reason']));
-      for (const message of bad) assert.ok(reasons.some((reason) => message.reason.test(reason)), `${message.label}: no reason matches ${message.reason} in ${reasons.join(' | ')}`);
+      for (const message of bad)
+        assert.ok(
+          reasons.some((reason) => message.reason.test(reason)),
+          `${message.label}: no reason matches ${message.reason} in ${reasons.join(' | ')}`,
+        );
       // The pickle body went to the dead letter queue byte for byte, never parsed.
       assert.ok(dead.some((message) => message.content.equals(bad[1].body)));
-      assert.deepEqual(handler.batches.flat().map((request) => request.args[0]).sort((a, b) => Number(a) - Number(b)), Array.from({ length: bad.length + 1 }, (_, i) => i));
+      assert.deepEqual(
+        handler.batches
+          .flat()
+          .map((request) => request.args[0])
+          .sort((a, b) => Number(a) - Number(b)),
+        Array.from({ length: bad.length + 1 }, (_, i) => i),
+      );
       // Still consuming.
       await app.get(BatchClient).delay('bad.valid', 'after');
       await handler.waitForRequests(bad.length + 2);

@@ -10,7 +10,10 @@ for (const broker of ['memory', 'amqp'] as const) {
   describe(`batching on ${broker}://`, () => {
     const suite = rabbitSuite();
 
-    async function worker(flushEvery: number, flushInterval: number): Promise<{ app: INestMicroservice; handler: Recorder; client: BatchClient; queue: string }> {
+    async function worker(
+      flushEvery: number,
+      flushInterval: number,
+    ): Promise<{ app: INestMicroservice; handler: Recorder; client: BatchClient; queue: string }> {
       const queue = suite.queue('batching');
       const Handler = recorder('batching.add', { flushEvery, flushInterval, queue });
       const app = await startWorker({ broker: broker === 'amqp' ? AMQP_URL : 'memory://', defaultQueue: queue }, [Handler]);
@@ -59,7 +62,10 @@ for (const broker of ['memory', 'amqp'] as const) {
       try {
         await Promise.all(Array.from({ length: 200 }, (_, i) => client.delay('batching.add', i)));
         await handler.waitForRequests(200);
-        assert.ok(handler.batches.every((batch) => batch.length >= 1 && batch.length <= 7), `sizes: ${handler.batches.map((b) => b.length).join(',')}`);
+        assert.ok(
+          handler.batches.every((batch) => batch.length >= 1 && batch.length <= 7),
+          `sizes: ${handler.batches.map((b) => b.length).join(',')}`,
+        );
         assert.equal(new Set(handler.batches.flat().map((request) => request.id)).size, 200);
       } finally {
         await app.close();

@@ -15,7 +15,9 @@ describe('benchmark smoke run', () => {
   it('runs every Node system on a tiny backlog and writes the table, JSON and chart', async () => {
     const out = mkdtempSync(join(tmpdir(), 'bench-'));
     await run(process.execPath, [BENCH, '--n', '300', '--runs', '1', '--quick', '--out', out], { timeout: 120_000 });
-    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { measurements: Array<{ system: string; rate: number }> };
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as {
+      measurements: Array<{ system: string; rate: number }>;
+    };
     const systems = results.measurements.map((measurement) => measurement.system);
     for (const expected of [
       'ceiling (raw amqplib)',

@@ -56,7 +56,11 @@ describe('Python Celery → Nest batch worker', { skip }, () => {
   });
 
   it('reads protocol v1 messages (task_protocol=1)', async () => {
-    const events = await PythonProcess.run('producer.py', [JSON.stringify({ task: 'interop.echo', args: ['v1'], kwargs: { k: 'v' }, protocol: 1 })], queue);
+    const events = await PythonProcess.run(
+      'producer.py',
+      [JSON.stringify({ task: 'interop.echo', args: ['v1'], kwargs: { k: 'v' }, protocol: 1 })],
+      queue,
+    );
     assert.deepEqual(resultsOf(events)[0].result, { args: ['v1'], kwargs: { k: 'v' }, retries: 0, batch: 1 });
   });
 
@@ -79,7 +83,11 @@ describe('Python Celery → Nest batch worker', { skip }, () => {
 describe('Python Celery backlog → Nest in full batches', { skip }, () => {
   it('1,000 tasks published before the worker starts arrive as ten batches of 100, every result readable in Python', async () => {
     const queue = newQueue('backlog');
-    const sent = await PythonProcess.run('producer.py', [JSON.stringify({ task: 'interop.square', args: [], count: 1000, wait: false })], queue);
+    const sent = await PythonProcess.run(
+      'producer.py',
+      [JSON.stringify({ task: 'interop.square', args: [], count: 1000, wait: false })],
+      queue,
+    );
     const ids = sent[0].ids as string[];
     assert.equal(ids.length, 1000);
     const Square = recorder('interop.square', { flushEvery: 100, flushInterval: 5_000, queue }, (requests: SimpleRequest[]) =>
@@ -89,9 +97,15 @@ describe('Python Celery backlog → Nest in full batches', { skip }, () => {
     try {
       const handler = app.get(Square);
       await handler.waitForRequests(1000, 30_000);
-      assert.deepEqual(handler.batches.map((batch) => batch.length), Array(10).fill(100));
+      assert.deepEqual(
+        handler.batches.map((batch) => batch.length),
+        Array(10).fill(100),
+      );
       const read = resultsOf(await PythonProcess.run('results.py', [JSON.stringify(ids)], queue));
-      assert.deepEqual(read.map((event) => event.result), Array.from({ length: 1000 }, (_, i) => i * i));
+      assert.deepEqual(
+        read.map((event) => event.result),
+        Array.from({ length: 1000 }, (_, i) => i * i),
+      );
     } finally {
       await app.close();
     }

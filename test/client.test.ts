@@ -70,11 +70,17 @@ describe('flushing on RabbitMQ', () => {
       const client = app.get(BatchClient);
       await client.delay('client.pairs', 1);
       await handler.waitForRequests(1);
-      assert.deepEqual(handler.batches.map((batch) => batch.length), [1]);
+      assert.deepEqual(
+        handler.batches.map((batch) => batch.length),
+        [1],
+      );
       // One more message is a buffer of one, not a full pair: only the next interval flushes it.
       await client.delay('client.pairs', 2);
       await handler.waitForRequests(2);
-      assert.deepEqual(handler.batches.map((batch) => batch.length), [1, 1]);
+      assert.deepEqual(
+        handler.batches.map((batch) => batch.length),
+        [1, 1],
+      );
     } finally {
       await app.close();
     }
@@ -112,7 +118,10 @@ describe('countdown and ETA on RabbitMQ + Redis', () => {
     try {
       const client = app.get(BatchClient);
       const expired = await client.applyAsync('client.identity', { args: ['stale'], expires: new Date(Date.now() - 1_000) });
-      await assert.rejects(expired.get({ timeout: 5_000 }), (error: unknown) => error instanceof TaskFailedError && error.state === 'REVOKED');
+      await assert.rejects(
+        expired.get({ timeout: 5_000 }),
+        (error: unknown) => error instanceof TaskFailedError && error.state === 'REVOKED',
+      );
       assert.equal((await app.get(ResultBackend).getResult(expired.id)).status, 'REVOKED');
       assert.equal(app.get(Handler).received, 0);
     } finally {

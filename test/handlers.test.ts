@@ -16,15 +16,27 @@ describe('several handlers under load on RabbitMQ', () => {
 
   it('two handlers sharing one queue both reach only full batches (no starvation)', async () => {
     const queue = suite.queue('shared');
-    await backlog([{ task: 'shared.a', queue }, { task: 'shared.b', queue }], 500);
+    await backlog(
+      [
+        { task: 'shared.a', queue },
+        { task: 'shared.b', queue },
+      ],
+      500,
+    );
     const A = recorder('shared.a', { flushEvery: 50, flushInterval: 60_000, queue });
     const B = recorder('shared.b', { flushEvery: 50, flushInterval: 60_000, queue });
     const app = await startWorker({ broker: AMQP_URL }, [A, B]);
     try {
       await app.get(A).waitForRequests(500);
       await app.get(B).waitForRequests(500);
-      assert.deepEqual(app.get(A).batches.map((batch) => batch.length), Array(10).fill(50));
-      assert.deepEqual(app.get(B).batches.map((batch) => batch.length), Array(10).fill(50));
+      assert.deepEqual(
+        app.get(A).batches.map((batch) => batch.length),
+        Array(10).fill(50),
+      );
+      assert.deepEqual(
+        app.get(B).batches.map((batch) => batch.length),
+        Array(10).fill(50),
+      );
     } finally {
       await app.close();
     }
@@ -32,15 +44,27 @@ describe('several handlers under load on RabbitMQ', () => {
 
   it('handlers on separate queues each reach full batches', async () => {
     const [q1, q2] = [suite.queue('sep1'), suite.queue('sep2')];
-    await backlog([{ task: 'sep.a', queue: q1 }, { task: 'sep.b', queue: q2 }], 300);
+    await backlog(
+      [
+        { task: 'sep.a', queue: q1 },
+        { task: 'sep.b', queue: q2 },
+      ],
+      300,
+    );
     const A = recorder('sep.a', { flushEvery: 100, flushInterval: 60_000, queue: q1 });
     const B = recorder('sep.b', { flushEvery: 30, flushInterval: 60_000, queue: q2 });
     const app = await startWorker({ broker: AMQP_URL }, [A, B]);
     try {
       await app.get(A).waitForRequests(300);
       await app.get(B).waitForRequests(300);
-      assert.deepEqual(app.get(A).batches.map((batch) => batch.length), [100, 100, 100]);
-      assert.deepEqual(app.get(B).batches.map((batch) => batch.length), Array(10).fill(30));
+      assert.deepEqual(
+        app.get(A).batches.map((batch) => batch.length),
+        [100, 100, 100],
+      );
+      assert.deepEqual(
+        app.get(B).batches.map((batch) => batch.length),
+        Array(10).fill(30),
+      );
     } finally {
       await app.close();
     }
@@ -67,7 +91,10 @@ describe('startup errors name the option and the fix', () => {
   });
 
   it('refuses a prefetch below flushEvery', async () => {
-    await assert.rejects(startWorker({}, [recorder('bad.prefetch', { flushEvery: 100, prefetch: 10 })]), /`prefetch` 10 is below `flushEvery` 100.*Raise prefetch to at least 100/);
+    await assert.rejects(
+      startWorker({}, [recorder('bad.prefetch', { flushEvery: 100, prefetch: 10 })]),
+      /`prefetch` 10 is below `flushEvery` 100.*Raise prefetch to at least 100/,
+    );
   });
 
   it('refuses a negative flushEvery', async () => {
@@ -76,7 +103,10 @@ describe('startup errors name the option and the fix', () => {
   });
 
   it('refuses an unknown broker scheme', async () => {
-    await assert.rejects(startWorker({ broker: 'kafka://localhost' }, []), /`broker` "kafka:\/\/localhost" has an unknown scheme\. Use 'memory:\/\/' or an 'amqp:\/\/'/);
+    await assert.rejects(
+      startWorker({ broker: 'kafka://localhost' }, []),
+      /`broker` "kafka:\/\/localhost" has an unknown scheme\. Use 'memory:\/\/' or an 'amqp:\/\/'/,
+    );
     await assert.rejects(startWorker({ resultBackend: 'mongodb://x' }, []), /`resultBackend` .* unknown scheme/);
   });
 });

@@ -52,7 +52,19 @@ describe('decoding', () => {
   const json = { contentType: 'application/json', contentEncoding: 'utf-8' };
 
   it('reads protocol v1 bodies', () => {
-    const body = Buffer.from(JSON.stringify({ task: 'v1.task', id: 'abc', args: [1, 2], kwargs: { a: 1 }, retries: 1, eta: '2030-01-01T00:00:00+00:00', expires: null, utc: true, taskset: 'g1' }));
+    const body = Buffer.from(
+      JSON.stringify({
+        task: 'v1.task',
+        id: 'abc',
+        args: [1, 2],
+        kwargs: { a: 1 },
+        retries: 1,
+        eta: '2030-01-01T00:00:00+00:00',
+        expires: null,
+        utc: true,
+        taskset: 'g1',
+      }),
+    );
     const message = decodeTaskMessage(body, { ...json, headers: {} }, 1_000_000);
     assert.equal(message.protocol, 1);
     assert.equal(message.task, 'v1.task');
@@ -67,18 +79,29 @@ describe('decoding', () => {
   it('round-trips what it encodes', () => {
     const encoded = encodeTaskMessage({ task: 't', args: [1], kwargs: { k: 'v' }, ignoreResult: true });
     const message = decodeTaskMessage(encoded.body, encoded.properties, 1_000_000);
-    assert.deepEqual([message.protocol, message.task, message.id, message.args, message.kwargs, message.ignoreResult], [2, 't', encoded.id, [1], { k: 'v' }, true]);
+    assert.deepEqual(
+      [message.protocol, message.task, message.id, message.args, message.kwargs, message.ignoreResult],
+      [2, 't', encoded.id, [1], { k: 'v' }, true],
+    );
   });
 
   for (const [label, body, properties, reason] of [
     ['a bad eta', '[[],{},{}]', { ...json, headers: { task: 't', id: 'x', eta: 'tomorrow' } }, /eta must be an ISO 8601 date/],
     ['kwargs not an object', '[[],[],{}]', { ...json, headers: { task: 't', id: 'x' } }, /kwargs must be a JSON object/],
     ['no id', '[[],{},{}]', { ...json, headers: { task: 't' } }, /id header missing/],
-    ['a latin-1 encoding', '[[],{},{}]', { ...json, contentEncoding: 'latin-1', headers: { task: 't', id: 'x' } }, /content encoding "latin-1" refused/],
+    [
+      'a latin-1 encoding',
+      '[[],{},{}]',
+      { ...json, contentEncoding: 'latin-1', headers: { task: 't', id: 'x' } },
+      /content encoding "latin-1" refused/,
+    ],
     ['no content type', '[[],{},{}]', { headers: { task: 't', id: 'x' } }, /content type null refused/],
   ] as const) {
     it(`refuses ${label}`, () => {
-      assert.throws(() => decodeTaskMessage(Buffer.from(body), properties, 1_000_000), (error: unknown) => error instanceof InvalidMessageError && reason.test(error.message));
+      assert.throws(
+        () => decodeTaskMessage(Buffer.from(body), properties, 1_000_000),
+        (error: unknown) => error instanceof InvalidMessageError && reason.test(error.message),
+      );
     });
   }
 });

@@ -24,7 +24,11 @@ describe('connection loss on RabbitMQ', () => {
     const ids: string[] = [];
     for (let i = 0; i < total; i++) ids.push(await rabbit.publishTask(queue, { task: 'reconnect.work', args: [i] }));
     // Slow enough that the forced close lands mid-stream.
-    const Work = recorder('reconnect.work', { flushEvery: 50, flushInterval: 200, queue }, () => new Promise((resolve) => setTimeout(resolve, 20)));
+    const Work = recorder(
+      'reconnect.work',
+      { flushEvery: 50, flushInterval: 200, queue },
+      () => new Promise((resolve) => setTimeout(resolve, 20)),
+    );
     const logger = new RecordingLogger();
     const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue }, [Work], logger);
     try {
@@ -32,22 +36,42 @@ describe('connection loss on RabbitMQ', () => {
       await handler.waitForRequests(300);
       assert.ok(handler.received < total, 'still streaming when the connection is cut');
       await closeAllConnections();
-      await waitFor(() => new Set(handler.batches.flat().map((request) => request.id)).size >= total, 'every message at least once', 60_000);
+      await waitFor(
+        () => new Set(handler.batches.flat().map((request) => request.id)).size >= total,
+        'every message at least once',
+        60_000,
+      );
       assert.deepEqual(new Set(handler.batches.flat().map((request) => request.id)), new Set(ids));
-      await waitFor(async () => {
-        const counts = await queueCounts(queue);
-        return counts.ready === 0 && counts.unacked === 0;
-      }, 'the queue to drain with nothing unacked', 30_000);
-      assert.ok(handler.batches.some((batch) => batch.some((request) => request.deliveryInfo.redelivered)), 'unacked messages were redelivered');
-      assert.ok(logger.lines.some((line) => /Lost the connection/.test(line)), 'the loss was logged');
-      assert.deepEqual(logger.lines.filter((line) => /unknown delivery tag|PRECONDITION_FAILED/i.test(line)), []);
+      await waitFor(
+        async () => {
+          const counts = await queueCounts(queue);
+          return counts.ready === 0 && counts.unacked === 0;
+        },
+        'the queue to drain with nothing unacked',
+        30_000,
+      );
+      assert.ok(
+        handler.batches.some((batch) => batch.some((request) => request.deliveryInfo.redelivered)),
+        'unacked messages were redelivered',
+      );
+      assert.ok(
+        logger.lines.some((line) => /Lost the connection/.test(line)),
+        'the loss was logged',
+      );
+      assert.deepEqual(
+        logger.lines.filter((line) => /unknown delivery tag|PRECONDITION_FAILED/i.test(line)),
+        [],
+      );
 
       // Timers kept working across the reconnect: a partial batch flushes by interval.
       const publisher = await TestRabbit.connect();
       for (let i = 0; i < 3; i++) await publisher.publishTask(queue, { task: 'reconnect.work', args: ['after', i] });
       await publisher.close();
       const before = handler.batches.length;
-      await waitFor(() => handler.batches.length > before && handler.batches.at(-1)?.length === 3, 'an interval flush of the 3 new messages');
+      await waitFor(
+        () => handler.batches.length > before && handler.batches.at(-1)?.length === 3,
+        'an interval flush of the 3 new messages',
+      );
     } finally {
       await app.close();
     }

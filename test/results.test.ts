@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { INestMicroservice } from '@nestjs/common';
-import { BatchClient, ResultBackend, ResultTimeoutError, TaskFailedError, type BatchesModuleOptions, type SimpleRequest } from 'nestjs-batches';
+import {
+  BatchClient,
+  ResultBackend,
+  ResultTimeoutError,
+  TaskFailedError,
+  type BatchesModuleOptions,
+  type SimpleRequest,
+} from 'nestjs-batches';
 import { AMQP_URL, TestRabbit, uniqueQueue } from './support/rabbitmq.js';
 import { recorder, startWorker } from './support/worker-app.js';
 
@@ -36,8 +43,14 @@ for (const setup of setups) {
         await results.markAsDone(request.id, total);
       }
     });
-    const Returning = recorder('results.double', { flushEvery: 3, flushInterval: 200, queue }, (requests) => requests.map((request) => numbers(request)[0] * 2));
-    const ByMap = recorder('results.by_id', { flushEvery: 3, flushInterval: 200, queue }, (requests) => new Map(requests.map((request) => [request.id, `id:${request.id}`])));
+    const Returning = recorder('results.double', { flushEvery: 3, flushInterval: 200, queue }, (requests) =>
+      requests.map((request) => numbers(request)[0] * 2),
+    );
+    const ByMap = recorder(
+      'results.by_id',
+      { flushEvery: 3, flushInterval: 200, queue },
+      (requests) => new Map(requests.map((request) => [request.id, `id:${request.id}`])),
+    );
     const Failing = recorder('results.fail', { flushEvery: 5, flushInterval: 100, queue, maxRetries: 1, retryDelay: 50 }, () => {
       throw new RangeError('out of range');
     });
@@ -85,7 +98,10 @@ for (const setup of setups) {
 
     it('resolves unmarked requests from a Map keyed by request id', async () => {
       const sent = await Promise.all([1, 2].map((n) => client.delay('results.by_id', n)));
-      assert.deepEqual(await Promise.all(sent.map((result) => result.get())), sent.map((result) => `id:${result.id}`));
+      assert.deepEqual(
+        await Promise.all(sent.map((result) => result.get())),
+        sent.map((result) => `id:${result.id}`),
+      );
     });
 
     it('marks requests of a failing batch FAILURE once retries are spent, and waitForResult rejects with type and message', async () => {

@@ -27,8 +27,14 @@ for (const broker of ['amqp', 'memory'] as const) {
       const b = app.get(B);
       const memory = broker === 'memory' ? app.get<MemoryBroker>(BATCHES_BROKER) : undefined;
       await app.close();
-      assert.deepEqual(a.batches.map((batch) => batch.length), [7]);
-      assert.deepEqual(b.batches.map((batch) => batch.length), [3]);
+      assert.deepEqual(
+        a.batches.map((batch) => batch.length),
+        [7],
+      );
+      assert.deepEqual(
+        b.batches.map((batch) => batch.length),
+        [3],
+      );
       if (memory) assert.deepEqual(memory.stats(queue), { ready: 0, unacked: 0 });
       else assert.deepEqual(await queueCounts(queue), { ready: 0, unacked: 0 });
     });

@@ -22,8 +22,13 @@ export async function prepareBacklog(queue: string, n: number, format: MessageFo
       channel.sendToQueue(queue, body, properties);
     } else {
       // Nest's RMQ transport reads its own envelope, not Celery's.
-      const headers = format === 'nest-celery-headers' ? encodeTaskMessage({ task: 'bench.noop', args: [i] }).properties.headers : undefined;
-      channel.sendToQueue(queue, Buffer.from(JSON.stringify({ pattern: 'bench.noop', data: [i] })), { deliveryMode: 2, contentType: 'application/json', headers });
+      const headers =
+        format === 'nest-celery-headers' ? encodeTaskMessage({ task: 'bench.noop', args: [i] }).properties.headers : undefined;
+      channel.sendToQueue(queue, Buffer.from(JSON.stringify({ pattern: 'bench.noop', data: [i] })), {
+        deliveryMode: 2,
+        contentType: 'application/json',
+        headers,
+      });
     }
     if (i % 1000 === 999) await channel.waitForConfirms();
   }

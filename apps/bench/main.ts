@@ -56,10 +56,17 @@ const consumers: Array<{ label: string; measure: () => Promise<Measurement> }> =
 ];
 if (celeryAvailable() && !values.quick) {
   for (const pool of ['solo', 'prefork'] as const) {
-    consumers.push({ label: `Python Celery ${pool}`, measure: () => drain('celery', celeryN, (queue) => celeryWorker({ n: celeryN, queue }, pool)) });
+    consumers.push({
+      label: `Python Celery ${pool}`,
+      measure: () => drain('celery', celeryN, (queue) => celeryWorker({ n: celeryN, queue }, pool)),
+    });
   }
 } else {
-  console.log(values.quick ? 'Python Celery skipped (--quick)' : 'Python Celery not installed (/usr/bin/python3 -c "import celery" failed): its rows are skipped');
+  console.log(
+    values.quick
+      ? 'Python Celery skipped (--quick)'
+      : 'Python Celery not installed (/usr/bin/python3 -c "import celery" failed): its rows are skipped',
+  );
 }
 const others: Array<{ label: string; measure: () => Promise<Measurement> }> = [
   { label: 'publish raw', measure: () => drain('celery', 0, (queue) => child('publish-raw', { n, queue })) },
@@ -74,14 +81,18 @@ for (let round = 1; round <= runs; round++) {
   for (const { label, measure } of [...consumers, ...others]) {
     const measurement = await measure();
     measurements.push(measurement);
-    console.log(`run ${round}/${runs} ${label}: ${Math.round(measurement.rate).toLocaleString('en-US')} msg/s, ${measurement.cpuSeconds.toFixed(2)} CPU s, ${Math.round(measurement.peakRssMb)} MB`);
+    console.log(
+      `run ${round}/${runs} ${label}: ${Math.round(measurement.rate).toLocaleString('en-US')} msg/s, ${measurement.cpuSeconds.toFixed(2)} CPU s, ${Math.round(measurement.peakRssMb)} MB`,
+    );
   }
 }
 
 const summaries = summarize(measurements);
 const find = (system: string) => summaries.find((summary) => summary.system === system);
 const ceilingRate = find('ceiling (raw amqplib)')?.median;
-console.log(`\nN = ${n} (Python Celery: ${celeryN}), ${runs} runs, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}\n`);
+console.log(
+  `\nN = ${n} (Python Celery: ${celeryN}), ${runs} runs, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}\n`,
+);
 const markdown = table(summaries, ceilingRate);
 console.log(markdown);
 
@@ -100,12 +111,21 @@ console.log('\n| target | measured | goal |\n| --- | ---: | --- |');
 for (const [name, value, goal] of checks) console.log(`| ${name} | ${value === undefined ? 'n/a' : value.toFixed(2)} | ${goal} |`);
 
 mkdirSync(values.out, { recursive: true });
-writeFileSync(join(values.out, 'results.json'), JSON.stringify({ n, celeryN, runs, node: process.version, cores: cpus().length, measurements, summaries }, null, 2));
+writeFileSync(
+  join(values.out, 'results.json'),
+  JSON.stringify({ n, celeryN, runs, node: process.version, cores: cpus().length, measurements, summaries }, null, 2),
+);
 const series = [1, 10, 100, 1000].flatMap((flushEvery) => {
   const summary = find(`nestjs-batches flushEvery ${flushEvery}`);
   return summary ? [{ flushEvery, rate: summary.median }] : [];
 });
-const references = ['ceiling (raw amqplib)', "Nest's RMQ transport (Nest messages)", "Nest's RMQ transport (Celery's headers)", 'Python Celery -P solo', 'Python Celery prefork -c 2'].flatMap((system) => {
+const references = [
+  'ceiling (raw amqplib)',
+  "Nest's RMQ transport (Nest messages)",
+  "Nest's RMQ transport (Celery's headers)",
+  'Python Celery -P solo',
+  'Python Celery prefork -c 2',
+].flatMap((system) => {
   const summary = find(system);
   return summary ? [{ label: system, rate: summary.median }] : [];
 });

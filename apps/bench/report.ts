@@ -28,7 +28,8 @@ export function summarize(measurements: Measurement[]): Summary[] {
     max: Math.max(...runs.map((run) => run.rate)),
     cpuSeconds: median(runs.map((run) => run.cpuSeconds)),
     peakRssMb: Math.max(...runs.map((run) => run.peakRssMb)),
-    extra: runs[0].extra && Object.fromEntries(Object.keys(runs[0].extra).map((key) => [key, median(runs.map((run) => run.extra?.[key] ?? 0))])),
+    extra:
+      runs[0].extra && Object.fromEntries(Object.keys(runs[0].extra).map((key) => [key, median(runs.map((run) => run.extra?.[key] ?? 0))])),
   }));
 }
 
@@ -40,8 +41,15 @@ export function table(summaries: Summary[], ceiling: number | undefined): string
     '| system | messages/s (median) | min–max | × ceiling | CPU s | peak RSS MB |',
     '| --- | ---: | ---: | ---: | ---: | ---: |',
     ...summaries.map((summary) => {
-      const ratio = ceiling && !summary.system.startsWith('publish') && !summary.system.startsWith('interval') ? (summary.median / ceiling).toFixed(2) : '';
-      const extra = summary.extra ? ` (${Object.entries(summary.extra).map(([key, value]) => `${key} ${value.toFixed(1)}`).join(', ')})` : '';
+      const ratio =
+        ceiling && !summary.system.startsWith('publish') && !summary.system.startsWith('interval')
+          ? (summary.median / ceiling).toFixed(2)
+          : '';
+      const extra = summary.extra
+        ? ` (${Object.entries(summary.extra)
+            .map(([key, value]) => `${key} ${value.toFixed(1)}`)
+            .join(', ')})`
+        : '';
       return `| ${summary.system}${extra} | ${number(summary.median)} | ${number(summary.min)}–${number(summary.max)} | ${ratio} | ${summary.cpuSeconds.toFixed(2)} | ${Math.round(summary.peakRssMb)} |`;
     }),
   ];
@@ -72,13 +80,16 @@ export function chart(series: Array<{ flushEvery: number; rate: number }>, refer
   }
   references.forEach((reference, index) => {
     const color = colors[index % colors.length];
-    parts.push(`<line x1="${left}" y1="${y(reference.rate)}" x2="${width - right}" y2="${y(reference.rate)}" stroke="${color}" stroke-dasharray="6 4"/>`);
+    parts.push(
+      `<line x1="${left}" y1="${y(reference.rate)}" x2="${width - right}" y2="${y(reference.rate)}" stroke="${color}" stroke-dasharray="6 4"/>`,
+    );
     parts.push(`<text x="${width - right + 6}" y="${y(reference.rate) + 4}" fill="${color}">${reference.label}</text>`);
   });
   const points = series.map((point) => `${x(point.flushEvery)},${y(point.rate)}`).join(' ');
   parts.push(`<polyline points="${points}" fill="none" stroke="#1f77b4" stroke-width="2"/>`);
   for (const point of series) parts.push(`<circle cx="${x(point.flushEvery)}" cy="${y(point.rate)}" r="4" fill="#1f77b4"/>`);
-  if (series.length) parts.push(`<text x="${x(series[0].flushEvery) + 8}" y="${y(series[0].rate) - 8}" fill="#1f77b4">nestjs-batches</text>`);
+  if (series.length)
+    parts.push(`<text x="${x(series[0].flushEvery) + 8}" y="${y(series[0].rate) - 8}" fill="#1f77b4">nestjs-batches</text>`);
   parts.push('</svg>');
   return parts.join('\n');
 }

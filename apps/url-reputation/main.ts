@@ -14,7 +14,9 @@ async function main(): Promise<void> {
   const apiUrl = await api.start();
 
   @Module({
-    imports: [BatchesModule.forRoot({ broker: process.env.BROKER_URL ?? 'memory://', resultBackend: process.env.RESULT_BACKEND ?? 'memory://' })],
+    imports: [
+      BatchesModule.forRoot({ broker: process.env.BROKER_URL ?? 'memory://', resultBackend: process.env.RESULT_BACKEND ?? 'memory://' }),
+    ],
     providers: [UrlReputation, { provide: REPUTATION_API_URL, useValue: apiUrl }],
   })
   class UrlReputationModule {}

@@ -19,6 +19,8 @@ export class UrlReputation {
     if (!response.ok) throw new Error(`reputation API answered ${response.status}`);
     const reputations = (await response.json()) as Record<string, Reputation>;
     // Mark each request with its own answer, as celery-batches' mark_as_done does.
-    await Promise.all(requests.map((request, index) => this.results.markAsDone(request.id, { url: request.args[0], ...reputations[hosts[index]] })));
+    await Promise.all(
+      requests.map((request, index) => this.results.markAsDone(request.id, { url: request.args[0], ...reputations[hosts[index]] })),
+    );
   }
 }

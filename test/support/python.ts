@@ -48,7 +48,11 @@ export class PythonProcess {
   }
 
   async waitForEvent(event: string, timeout = 30_000): Promise<PythonEvent> {
-    await waitFor(() => this.events.some((each) => each.event === event), `python event '${event}' (stderr: ${this.stderr.slice(-500)})`, timeout);
+    await waitFor(
+      () => this.events.some((each) => each.event === event),
+      `python event '${event}' (stderr: ${this.stderr.slice(-500)})`,
+      timeout,
+    );
     return this.events.find((each) => each.event === event) as PythonEvent;
   }
 

@@ -16,7 +16,15 @@ export function uniqueQueue(prefix: string): string {
 
 /** Ready and unacked counts as the broker's queue process holds them. */
 export async function queueCounts(queue: string): Promise<{ ready: number; unacked: number }> {
-  const { stdout } = await run('rabbitmqctl', ['list_queues', '-q', '--formatter', 'json', 'name', 'messages_ready', 'messages_unacknowledged']);
+  const { stdout } = await run('rabbitmqctl', [
+    'list_queues',
+    '-q',
+    '--formatter',
+    'json',
+    'name',
+    'messages_ready',
+    'messages_unacknowledged',
+  ]);
   const rows = JSON.parse(stdout) as Array<{ name: string; messages_ready: number; messages_unacknowledged: number }>;
   const row = rows.find((each) => each.name === queue);
   return { ready: row?.messages_ready ?? 0, unacked: row?.messages_unacknowledged ?? 0 };

@@ -2,7 +2,14 @@ import 'reflect-metadata';
 import { ConsoleLogger, Injectable, Module, type INestMicroservice, type Provider, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { AsyncMicroserviceOptions } from '@nestjs/microservices';
-import { BatchesModule, BatchesServer, BatchHandler, type BatchesModuleOptions, type BatchHandlerOptions, type SimpleRequest } from 'nestjs-batches';
+import {
+  BatchesModule,
+  BatchesServer,
+  BatchHandler,
+  type BatchesModuleOptions,
+  type BatchHandlerOptions,
+  type SimpleRequest,
+} from 'nestjs-batches';
 import { waitFor } from './wait.js';
 
 /** Starts a Nest microservice running the batches worker over `providers`. */
@@ -25,7 +32,11 @@ export class RecordingLogger extends ConsoleLogger {
   }
 }
 
-export async function startWorker(options: BatchesModuleOptions, providers: Provider[], logger?: RecordingLogger): Promise<INestMicroservice> {
+export async function startWorker(
+  options: BatchesModuleOptions,
+  providers: Provider[],
+  logger?: RecordingLogger,
+): Promise<INestMicroservice> {
   @Module({ imports: [BatchesModule.forRoot(options)], providers })
   class TestWorkerModule {}
   const app = await NestFactory.createMicroservice<AsyncMicroserviceOptions>(TestWorkerModule, {
@@ -50,7 +61,11 @@ export interface Recorder {
  * A provider class whose `@BatchHandler(task)` records each batch, then runs `behaviour`
  * (which may mark results, throw, or block until a test lets it go).
  */
-export function recorder(task: string, options: BatchHandlerOptions, behaviour?: (requests: SimpleRequest[], self: Recorder) => unknown): Type<Recorder> {
+export function recorder(
+  task: string,
+  options: BatchHandlerOptions,
+  behaviour?: (requests: SimpleRequest[], self: Recorder) => unknown,
+): Type<Recorder> {
   @Injectable()
   class BatchRecorder implements Recorder {
     readonly batches: SimpleRequest[][] = [];

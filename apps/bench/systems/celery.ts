@@ -23,7 +23,10 @@ export function celeryAvailable(): boolean {
 function tree(pid: number): number[] {
   let children: number[] = [];
   try {
-    children = execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+    children = execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
   } catch {
     // no children
   }
@@ -51,7 +54,22 @@ export async function celeryWorker({ n, queue }: RunOptions, pool: 'solo' | 'pre
   const channel = await connection.createChannel();
   const worker = spawn(
     PYTHON,
-    ['-m', 'celery', '-A', 'bench_app', 'worker', '-P', pool, '-c', pool === 'solo' ? '1' : '2', '-l', 'WARNING', '--without-gossip', '--without-mingle', '--without-heartbeat'],
+    [
+      '-m',
+      'celery',
+      '-A',
+      'bench_app',
+      'worker',
+      '-P',
+      pool,
+      '-c',
+      pool === 'solo' ? '1' : '2',
+      '-l',
+      'WARNING',
+      '--without-gossip',
+      '--without-mingle',
+      '--without-heartbeat',
+    ],
     { cwd: APP_DIR, env: { ...process.env, CELERY_QUEUE: queue }, stdio: ['ignore', 'ignore', 'ignore'] },
   );
   let started = 0;

@@ -1,7 +1,15 @@
 import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { AsyncMicroserviceOptions } from '@nestjs/microservices';
-import { BATCHES_BROKER, BatchesModule, BatchesServer, BatchHandler, encodeTaskMessage, type MemoryBroker, type SimpleRequest } from 'nestjs-batches';
+import {
+  BATCHES_BROKER,
+  BatchesModule,
+  BatchesServer,
+  BatchHandler,
+  encodeTaskMessage,
+  type MemoryBroker,
+  type SimpleRequest,
+} from 'nestjs-batches';
 import { drainWith, type Measurement, type RunOptions } from '../measurement.js';
 
 /** The in-process pipeline alone: memory:// broker, decode, buffer, no-op handler, ack. */

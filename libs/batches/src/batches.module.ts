@@ -32,7 +32,11 @@ function createResultBackend(options: ResolvedModuleOptions): ResultBackend {
 @Module({
   imports: [DiscoveryModule],
   providers: [
-    { provide: BATCHES_OPTIONS, inject: [MODULE_OPTIONS_TOKEN], useFactory: (options: BatchesModuleOptions) => resolveModuleOptions(options) },
+    {
+      provide: BATCHES_OPTIONS,
+      inject: [MODULE_OPTIONS_TOKEN],
+      useFactory: (options: BatchesModuleOptions) => resolveModuleOptions(options),
+    },
     { provide: BATCHES_BROKER, inject: [BATCHES_OPTIONS], useFactory: createBroker },
     { provide: ResultBackend, inject: [BATCHES_OPTIONS], useFactory: createResultBackend },
     HandlerExplorer,

@@ -144,7 +144,12 @@ export function resolveModuleOptions(options: BatchesModuleOptions = {}): Resolv
     resultBackend,
     resultExpires: positiveInteger(where, 'resultExpires', options.resultExpires ?? BATCHES_DEFAULTS.resultExpires, hint),
     flushEvery: positiveInteger(where, 'flushEvery', options.flushEvery ?? BATCHES_DEFAULTS.flushEvery, hint),
-    flushInterval: positiveInteger(where, 'flushInterval', options.flushInterval ?? BATCHES_DEFAULTS.flushInterval, 'It is in milliseconds.'),
+    flushInterval: positiveInteger(
+      where,
+      'flushInterval',
+      options.flushInterval ?? BATCHES_DEFAULTS.flushInterval,
+      'It is in milliseconds.',
+    ),
     defaultQueue: queueName(where, 'defaultQueue', options.defaultQueue ?? BATCHES_DEFAULTS.defaultQueue),
     maxRetries: nonNegativeInteger(where, 'maxRetries', options.maxRetries ?? BATCHES_DEFAULTS.maxRetries, hint),
     retryDelay: nonNegativeInteger(where, 'retryDelay', options.retryDelay ?? BATCHES_DEFAULTS.retryDelay, 'It is in milliseconds.'),
@@ -161,19 +166,30 @@ function queueName(where: string, option: string, value: string): string {
   return value;
 }
 
-export function resolveHandlerOptions(
-  task: string,
-  options: BatchHandlerOptions,
-  defaults: ResolvedModuleOptions,
-): ResolvedHandlerOptions {
+export function resolveHandlerOptions(task: string, options: BatchHandlerOptions, defaults: ResolvedModuleOptions): ResolvedHandlerOptions {
   const where = `@BatchHandler('${task}')`;
-  const flushEvery = positiveInteger(where, 'flushEvery', options.flushEvery ?? defaults.flushEvery, 'A batch holds at most this many requests.');
+  const flushEvery = positiveInteger(
+    where,
+    'flushEvery',
+    options.flushEvery ?? defaults.flushEvery,
+    'A batch holds at most this many requests.',
+  );
   const resolved: ResolvedHandlerOptions = {
     flushEvery,
     flushInterval: positiveInteger(where, 'flushInterval', options.flushInterval ?? defaults.flushInterval, 'It is in milliseconds.'),
     queue: queueName(where, 'queue', options.queue ?? defaults.defaultQueue),
-    concurrency: positiveInteger(where, 'concurrency', options.concurrency ?? BATCHES_DEFAULTS.concurrency, 'It bounds the batches running at once.'),
-    maxRetries: nonNegativeInteger(where, 'maxRetries', options.maxRetries ?? defaults.maxRetries, 'Use 0 to dead-letter on the first failure.'),
+    concurrency: positiveInteger(
+      where,
+      'concurrency',
+      options.concurrency ?? BATCHES_DEFAULTS.concurrency,
+      'It bounds the batches running at once.',
+    ),
+    maxRetries: nonNegativeInteger(
+      where,
+      'maxRetries',
+      options.maxRetries ?? defaults.maxRetries,
+      'Use 0 to dead-letter on the first failure.',
+    ),
     retryDelay: nonNegativeInteger(where, 'retryDelay', options.retryDelay ?? defaults.retryDelay, 'It is in milliseconds.'),
     ignoreResult: options.ignoreResult ?? false,
   };

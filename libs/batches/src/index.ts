@@ -12,7 +12,15 @@ export { AsyncResult, EagerResult } from './client/async-result.js';
 export { ResultBackend } from './results/result-backend.js';
 export { MemoryResultBackend } from './results/memory.result-backend.js';
 export { RedisResultBackend } from './results/redis.result-backend.js';
-export { TaskFailedError, ResultTimeoutError, READY_STATES, type TaskState, type TaskResult, type ExceptionInfo, type WaitOptions } from './results/task-result.js';
+export {
+  TaskFailedError,
+  ResultTimeoutError,
+  READY_STATES,
+  type TaskState,
+  type TaskResult,
+  type ExceptionInfo,
+  type WaitOptions,
+} from './results/task-result.js';
 export type { Broker, Delivery, OutgoingMessage, MessageProperties } from './broker/broker.interface.js';
 export { MemoryBroker } from './broker/memory.broker.js';
 export { AmqpBroker } from './broker/amqp.broker.js';

@@ -27,9 +27,10 @@ export interface SimpleRequestFields<Args extends TaskArgs = TaskArgs, Kwargs ex
 }
 
 /** One task request in a batch: what celery-batches' `SimpleRequest` holds, plus Celery's header data. */
-export class SimpleRequest<Args extends TaskArgs = TaskArgs, Kwargs extends TaskKwargs = TaskKwargs>
-  implements SimpleRequestFields<Args, Kwargs>
-{
+export class SimpleRequest<Args extends TaskArgs = TaskArgs, Kwargs extends TaskKwargs = TaskKwargs> implements SimpleRequestFields<
+  Args,
+  Kwargs
+> {
   /** Task id; results are stored under it. */
   readonly id: string;
   /** Task name (Celery's `task` header). */

@@ -47,4 +47,3 @@ export class EagerResult<T = unknown> {
     return this.state === 'FAILURE';
   }
 }
-

@@ -34,7 +34,9 @@ export function decodeTaskMessage(body: Buffer, properties: MessageProperties, m
   }
   // Only JSON is ever parsed: pickle and yaml bodies can run code when deserialized.
   if (properties.contentType !== JSON_CONTENT_TYPE) {
-    throw new InvalidMessageError(`content type ${JSON.stringify(properties.contentType ?? null)} refused; only ${JSON_CONTENT_TYPE} is accepted`);
+    throw new InvalidMessageError(
+      `content type ${JSON.stringify(properties.contentType ?? null)} refused; only ${JSON_CONTENT_TYPE} is accepted`,
+    );
   }
   if (properties.contentEncoding !== undefined && !UTF8.has(properties.contentEncoding.toLowerCase())) {
     throw new InvalidMessageError(`content encoding ${JSON.stringify(properties.contentEncoding)} refused; only utf-8 is accepted`);
@@ -120,14 +122,16 @@ function kwargsOf(value: unknown): TaskKwargs {
 
 function retriesOf(value: unknown): number {
   if (value === undefined || value === null) return 0;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) throw new InvalidMessageError('retries must be a non-negative integer');
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0)
+    throw new InvalidMessageError('retries must be a non-negative integer');
   return value;
 }
 
 function dateOf(value: unknown, what: string): Date | null {
   if (value === undefined || value === null) return null;
   const date = typeof value === 'string' ? new Date(value) : typeof value === 'number' ? new Date(value * 1000) : null;
-  if (date === null || Number.isNaN(date.getTime())) throw new InvalidMessageError(`${what} must be an ISO 8601 date, got ${JSON.stringify(value)}`);
+  if (date === null || Number.isNaN(date.getTime()))
+    throw new InvalidMessageError(`${what} must be an ISO 8601 date, got ${JSON.stringify(value)}`);
   return date;
 }
 
@@ -212,6 +216,10 @@ export function encodeRetry(message: TaskMessage, eta: Date): { id: string; body
   });
 }
 
-export function toOutgoing(exchange: string, routingKey: string, encoded: { body: Buffer; properties: MessageProperties }): OutgoingMessage {
+export function toOutgoing(
+  exchange: string,
+  routingKey: string,
+  encoded: { body: Buffer; properties: MessageProperties },
+): OutgoingMessage {
   return { exchange, routingKey, body: encoded.body, properties: encoded.properties };
 }

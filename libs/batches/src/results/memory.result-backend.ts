@@ -1,5 +1,14 @@
 import { ResultBackend } from './result-backend.js';
-import { pendingResult, READY_STATES, ResultTimeoutError, settle, toTaskResult, type TaskMeta, type TaskResult, type WaitOptions } from './task-result.js';
+import {
+  pendingResult,
+  READY_STATES,
+  ResultTimeoutError,
+  settle,
+  toTaskResult,
+  type TaskMeta,
+  type TaskResult,
+  type WaitOptions,
+} from './task-result.js';
 
 interface Entry {
   meta: TaskMeta;

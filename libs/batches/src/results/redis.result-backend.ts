@@ -1,6 +1,15 @@
 import { Redis } from 'ioredis';
 import { ResultBackend } from './result-backend.js';
-import { pendingResult, READY_STATES, ResultTimeoutError, settle, toTaskResult, type TaskMeta, type TaskResult, type WaitOptions } from './task-result.js';
+import {
+  pendingResult,
+  READY_STATES,
+  ResultTimeoutError,
+  settle,
+  toTaskResult,
+  type TaskMeta,
+  type TaskResult,
+  type WaitOptions,
+} from './task-result.js';
 
 const KEY_PREFIX = 'celery-task-meta-';
 

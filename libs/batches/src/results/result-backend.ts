@@ -47,7 +47,13 @@ export abstract class ResultBackend {
 
   /** Stores REVOKED: the request was not run (for example its `expires` had passed). */
   markAsRevoked(id: string, reason: string, request?: SimpleRequest): Promise<void> {
-    return this.mark(id, 'REVOKED', { exc_type: 'TaskRevokedError', exc_message: [reason], exc_module: 'celery.exceptions' }, null, request);
+    return this.mark(
+      id,
+      'REVOKED',
+      { exc_type: 'TaskRevokedError', exc_message: [reason], exc_module: 'celery.exceptions' },
+      null,
+      request,
+    );
   }
 
   /** The stored result, or PENDING when there is none. */
@@ -83,7 +89,14 @@ export abstract class ResultBackend {
     requests.forEach((request, index) => {
       batch.marks.set(request.id, { status: 'SUCCESS', result: values[index] });
       if (!request.ignoreResult) {
-        metas.push({ status: 'SUCCESS', result: values[index], traceback: null, children: NO_CHILDREN, date_done: dateDone, task_id: request.id });
+        metas.push({
+          status: 'SUCCESS',
+          result: values[index],
+          traceback: null,
+          children: NO_CHILDREN,
+          date_done: dateDone,
+          task_id: request.id,
+        });
       }
     });
     const write = metas.length > 0 ? this.storeMany(metas) : Promise.resolve();
@@ -105,7 +118,14 @@ export abstract class ResultBackend {
     const ignoreResult = (request ?? batch?.request(id))?.ignoreResult === true;
     const write = ignoreResult
       ? Promise.resolve()
-      : this.store({ status, result, traceback, children: NO_CHILDREN, date_done: status === 'RETRY' ? null : celeryTimestamp(), task_id: id });
+      : this.store({
+          status,
+          result,
+          traceback,
+          children: NO_CHILDREN,
+          date_done: status === 'RETRY' ? null : celeryTimestamp(),
+          task_id: id,
+        });
     if (batch) {
       batch.marks.set(id, { status, result });
       batch.writes.push(write);

@@ -58,19 +58,33 @@ export class ResultTimeoutError extends Error {
     readonly timeout: number,
     readonly lastStatus: TaskState,
   ) {
-    super(`No result for task ${taskId} within ${timeout} ms (last state ${lastStatus}). Is a worker consuming its queue, and is the result backend the one the worker writes to?`);
+    super(
+      `No result for task ${taskId} within ${timeout} ms (last state ${lastStatus}). Is a worker consuming its queue, and is the result backend the one the worker writes to?`,
+    );
   }
 }
 
 // JS errors whose names Python also has are stored under Python's module so Celery re-raises the same class.
-const PYTHON_BUILTIN_ERRORS = new Set(['TypeError', 'SyntaxError', 'ValueError', 'KeyError', 'RuntimeError', 'TimeoutError', 'NotImplementedError']);
+const PYTHON_BUILTIN_ERRORS = new Set([
+  'TypeError',
+  'SyntaxError',
+  'ValueError',
+  'KeyError',
+  'RuntimeError',
+  'TimeoutError',
+  'NotImplementedError',
+]);
 
 export function exceptionInfo(error: unknown): ExceptionInfo {
   if (error instanceof TaskFailedError) {
     return { exc_type: error.excType, exc_message: [error.excMessage], exc_module: error.excModule };
   }
   if (error instanceof Error) {
-    return { exc_type: error.name, exc_message: [error.message], exc_module: PYTHON_BUILTIN_ERRORS.has(error.name) ? 'builtins' : 'nestjs_batches' };
+    return {
+      exc_type: error.name,
+      exc_message: [error.message],
+      exc_module: PYTHON_BUILTIN_ERRORS.has(error.name) ? 'builtins' : 'nestjs_batches',
+    };
   }
   return { exc_type: 'Error', exc_message: [String(error)], exc_module: 'nestjs_batches' };
 }
@@ -91,7 +105,13 @@ export function parseDateDone(value: string | null): Date | null {
 }
 
 export function toTaskResult(meta: TaskMeta): TaskResult {
-  return { taskId: meta.task_id, status: meta.status, result: meta.result ?? null, traceback: meta.traceback ?? null, dateDone: parseDateDone(meta.date_done) };
+  return {
+    taskId: meta.task_id,
+    status: meta.status,
+    result: meta.result ?? null,
+    traceback: meta.traceback ?? null,
+    dateDone: parseDateDone(meta.date_done),
+  };
 }
 
 export function pendingResult(taskId: string): TaskResult {
@@ -101,6 +121,12 @@ export function pendingResult(taskId: string): TaskResult {
 /** The value a finished task resolves to, or the error it rejects with. */
 export function settle(result: TaskResult): unknown {
   if (result.status === 'SUCCESS') return result.result;
-  const info = isExceptionInfo(result.result) ? result.result : { exc_type: result.status === 'REVOKED' ? 'TaskRevokedError' : 'Error', exc_message: [String(result.result)], exc_module: 'celery.exceptions' };
+  const info = isExceptionInfo(result.result)
+    ? result.result
+    : {
+        exc_type: result.status === 'REVOKED' ? 'TaskRevokedError' : 'Error',
+        exc_message: [String(result.result)],
+        exc_module: 'celery.exceptions',
+      };
   throw new TaskFailedError(result.taskId, info.exc_type, exceptionMessage(info), info.exc_module, result.traceback, result.status);
 }

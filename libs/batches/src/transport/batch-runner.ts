@@ -97,12 +97,17 @@ export class BatchRunner {
         if (retry) await this.redelivery.retry(message, queue, retryDelay);
         else await this.redelivery.deadLetter(delivery, queue, `${maxRetries} retries exhausted: ${describe(error)}`);
       } catch (publishError) {
-        this.logger.error(`Could not ${retry ? 'retry' : 'dead-letter'} task ${request.id}; it stays unacked for redelivery: ${describe(publishError)}`);
+        this.logger.error(
+          `Could not ${retry ? 'retry' : 'dead-letter'} task ${request.id}; it stays unacked for redelivery: ${describe(publishError)}`,
+        );
         return undefined;
       }
     }
-    const stored = retry && delivery ? this.results.markAsRetry(request.id, error, request) : this.results.markAsFailure(request.id, error, request);
-    await stored.catch((storeError: unknown) => this.logger.error(`Could not store the state of task ${request.id}: ${describe(storeError)}`));
+    const stored =
+      retry && delivery ? this.results.markAsRetry(request.id, error, request) : this.results.markAsFailure(request.id, error, request);
+    await stored.catch((storeError: unknown) =>
+      this.logger.error(`Could not store the state of task ${request.id}: ${describe(storeError)}`),
+    );
     return delivery;
   }
 
@@ -125,4 +130,3 @@ function resultsByRequest(value: unknown, size: number): ((request: SimpleReques
 function describe(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
-

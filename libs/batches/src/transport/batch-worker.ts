@@ -51,9 +51,20 @@ export class BatchWorker implements OnModuleDestroy {
       const tasks = byQueue.get(handler.options.queue) ?? new Map<string, BatchPipeline>();
       byQueue.set(handler.options.queue, tasks.set(handler.task, pipeline));
     }
-    const deps = { broker: this.broker, results: this.results, acks: this.acks, redelivery, logger: this.logger, hostname: this.options.hostname, maxMessageBytes: this.options.maxMessageBytes };
+    const deps = {
+      broker: this.broker,
+      results: this.results,
+      acks: this.acks,
+      redelivery,
+      logger: this.logger,
+      hostname: this.options.hostname,
+      maxMessageBytes: this.options.maxMessageBytes,
+    };
     for (const [queue, tasks] of byQueue) {
-      const prefetch = derivePrefetch(queue, [...tasks.values()].map((pipeline) => pipeline.handler.options));
+      const prefetch = derivePrefetch(
+        queue,
+        [...tasks.values()].map((pipeline) => pipeline.handler.options),
+      );
       this.queues.push(new QueueWorker(queue, prefetch, tasks, deps));
     }
     await Promise.all(this.queues.map((queue) => queue.start()));
@@ -83,7 +94,21 @@ export class BatchWorker implements OnModuleDestroy {
   /** Runs `task`'s handler in-process on one request (eager mode); resolves with its final state. */
   async runEager(task: string, args: TaskArgs, kwargs: TaskKwargs, id: string = randomUUID()): Promise<{ id: string; mark: RecordedMark }> {
     const handler = this.handler(task);
-    const message = { protocol: 2 as const, id, task, args, kwargs, retries: 0, eta: null, expires: null, ignoreResult: false, rootId: id, parentId: null, group: null, headers: {} };
+    const message = {
+      protocol: 2 as const,
+      id,
+      task,
+      args,
+      kwargs,
+      retries: 0,
+      eta: null,
+      expires: null,
+      ignoreResult: false,
+      rootId: id,
+      parentId: null,
+      group: null,
+      headers: {},
+    };
     const runner = new BatchRunner(handler, this.results, this.acks, this.logger);
     const marks = await runner.run([envelopeFor(message, handler.options.queue, this.options.hostname, handler.options.ignoreResult)]);
     return { id, mark: marks.get(id) ?? { status: 'PENDING', result: null } };
@@ -92,8 +117,14 @@ export class BatchWorker implements OnModuleDestroy {
   private handler(task: string): RegisteredHandler {
     const handler = this.handlers.get(task);
     if (!handler) {
-      const known = this.handlers.all().map((each) => `'${each.task}'`).join(', ') || 'none';
-      throw new UnknownTaskError(`No @BatchHandler('${task}') in this application (registered: ${known}). Eager runs need the handler in-process.`);
+      const known =
+        this.handlers
+          .all()
+          .map((each) => `'${each.task}'`)
+          .join(', ') || 'none';
+      throw new UnknownTaskError(
+        `No @BatchHandler('${task}') in this application (registered: ${known}). Eager runs need the handler in-process.`,
+      );
     }
     return handler;
   }

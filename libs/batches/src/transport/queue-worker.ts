@@ -92,7 +92,9 @@ export class QueueWorker {
     queueMicrotask(() => {
       this.prefetchUpdate = false;
       const prefetch = Math.min(MAX_PREFETCH, this.prefetch + this.held.size);
-      this.consumer?.setPrefetch(prefetch).catch((error: unknown) => this.deps.logger.warn(`Could not set prefetch of '${this.queue}': ${String(error)}`));
+      this.consumer
+        ?.setPrefetch(prefetch)
+        .catch((error: unknown) => this.deps.logger.warn(`Could not set prefetch of '${this.queue}': ${String(error)}`));
     });
   }
 
@@ -100,7 +102,9 @@ export class QueueWorker {
     this.deps.results
       .markAsRevoked(message.id, `expired at ${message.expires?.toISOString()}`)
       .then(() => this.deps.acks.settle([delivery]))
-      .catch((error: unknown) => this.deps.logger.error(`Could not store REVOKED for task ${message.id}; it stays unacked: ${String(error)}`));
+      .catch((error: unknown) =>
+        this.deps.logger.error(`Could not store REVOKED for task ${message.id}; it stays unacked: ${String(error)}`),
+      );
   }
 
   /** Bad input never stops the worker: one log line, then the message moves to `<queue>.dead`. */
@@ -109,6 +113,8 @@ export class QueueWorker {
     this.deps.redelivery
       .deadLetter(delivery, this.queue, reason)
       .then(() => this.deps.acks.settle([delivery]))
-      .catch((error: unknown) => this.deps.logger.error(`Could not dead-letter a message from '${this.queue}'; it stays unacked: ${String(error)}`));
+      .catch((error: unknown) =>
+        this.deps.logger.error(`Could not dead-letter a message from '${this.queue}'; it stays unacked: ${String(error)}`),
+      );
   }
 }
