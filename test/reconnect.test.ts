@@ -63,14 +63,20 @@ describe('connection loss on RabbitMQ', () => {
         [],
       );
 
-      // Timers kept working across the reconnect: a partial batch flushes by interval.
+      // Timers kept working across the reconnect: 3 messages, far from flushEvery 50, are flushed by interval
+      // (in one window or, when they straddle a window's end, two).
       const publisher = await TestRabbit.connect();
-      for (let i = 0; i < 3; i++) await publisher.publishTask(queue, { task: 'reconnect.work', args: ['after', i] });
+      const late: string[] = [];
+      for (let i = 0; i < 3; i++) late.push(await publisher.publishTask(queue, { task: 'reconnect.work', args: ['after', i] }));
       await publisher.close();
-      const before = handler.batches.length;
       await waitFor(
-        () => handler.batches.length > before && handler.batches.at(-1)?.length === 3,
+        () => late.every((id) => handler.batches.some((batch) => batch.some((request) => request.id === id))),
         'an interval flush of the 3 new messages',
+      );
+      const lateBatches = handler.batches.filter((batch) => batch.some((request) => late.includes(request.id)));
+      assert.ok(
+        lateBatches.every((batch) => batch.length <= 3),
+        `flushed by interval, not by count: ${lateBatches.map((batch) => batch.length).join(', ')}`,
       );
     } finally {
       await app.close();
