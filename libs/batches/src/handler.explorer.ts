@@ -18,6 +18,7 @@ export interface RegisteredHandler {
 @Injectable()
 export class HandlerExplorer implements OnModuleInit {
   private readonly handlers = new Map<string, RegisteredHandler>();
+  private explored = false;
 
   constructor(
     private readonly discovery: DiscoveryService,
@@ -26,7 +27,25 @@ export class HandlerExplorer implements OnModuleInit {
     @Inject(BATCHES_OPTIONS) private readonly options: ResolvedModuleOptions,
   ) {}
 
+  /** Explores at init so that configuration errors stop the app at startup. */
   onModuleInit(): void {
+    this.explore();
+  }
+
+  get(task: string): RegisteredHandler | undefined {
+    this.explore();
+    return this.handlers.get(task);
+  }
+
+  all(): RegisteredHandler[] {
+    this.explore();
+    return [...this.handlers.values()];
+  }
+
+  // Also called lazily: a hybrid app may start its microservices before running init hooks.
+  private explore(): void {
+    if (this.explored) return;
+    this.explored = true;
     for (const wrapper of [...this.discovery.getProviders(), ...this.discovery.getControllers()]) {
       const instance: unknown = wrapper.instance;
       // Request-scoped and not-yet-resolved providers have no stable instance to call.
@@ -36,14 +55,6 @@ export class HandlerExplorer implements OnModuleInit {
         this.register(instance as Record<string, unknown>, method);
       }
     }
-  }
-
-  get(task: string): RegisteredHandler | undefined {
-    return this.handlers.get(task);
-  }
-
-  all(): RegisteredHandler[] {
-    return [...this.handlers.values()];
   }
 
   private register(instance: Record<string, unknown>, method: string): void {
