@@ -42,8 +42,4 @@ export class EagerResult<T = unknown> {
   async ready(): Promise<boolean> {
     return READY_STATES.has(this.state);
   }
-
-  get failed(): boolean {
-    return this.state === 'FAILURE';
-  }
 }

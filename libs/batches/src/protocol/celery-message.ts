@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { MessageProperties, OutgoingMessage } from '../broker/broker.interface.js';
+import type { MessageProperties } from '../broker/broker.interface.js';
 import type { TaskArgs, TaskKwargs } from '../simple-request.js';
 
 /** A task message as Celery protocol v2 (or v1) carries it, after decoding. */
@@ -214,12 +214,4 @@ export function encodeRetry(message: TaskMessage, eta: Date): { id: string; body
     retries: message.retries + 1,
     eta,
   });
-}
-
-export function toOutgoing(
-  exchange: string,
-  routingKey: string,
-  encoded: { body: Buffer; properties: MessageProperties },
-): OutgoingMessage {
-  return { exchange, routingKey, body: encoded.body, properties: encoded.properties };
 }

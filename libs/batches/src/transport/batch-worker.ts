@@ -37,10 +37,6 @@ export class BatchWorker implements OnModuleDestroy {
     @Inject(BATCHES_OPTIONS) private readonly options: ResolvedModuleOptions,
   ) {}
 
-  get running(): boolean {
-    return this.queues.length > 0 && !this.stopping;
-  }
-
   async start(): Promise<void> {
     if (this.queues.length > 0) return;
     const redelivery = new Redelivery(this.broker);
