@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Injectable } from '@nestjs/common';
-import { BatchesConfigError, BatchHandler } from 'nestjs-batches';
+import { BatchClient, BatchesConfigError, BatchHandler } from 'nestjs-batches';
 import { AMQP_URL, rabbitSuite } from './support/rabbitmq.js';
 import { recorder, startWorker } from './support/worker-app.js';
 
@@ -108,5 +108,33 @@ describe('startup errors name the option and the fix', () => {
       /`broker` "kafka:\/\/localhost" has an unknown scheme\. Use 'memory:\/\/' or an 'amqp:\/\/'/,
     );
     await assert.rejects(startWorker({ resultBackend: 'mongodb://x' }, []), /`resultBackend` .* unknown scheme/);
+  });
+});
+
+describe('concurrency', () => {
+  it('runs at most `concurrency` batches of a handler at once, started in order', async () => {
+    let running = 0;
+    let peak = 0;
+    const started: number[] = [];
+    const Concurrent = recorder(
+      'concurrent.task',
+      { flushEvery: 5, flushInterval: 60_000, concurrency: 2, queue: 'concurrent' },
+      async (requests) => {
+        started.push(Number(requests[0].args[0]));
+        peak = Math.max(peak, ++running);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        running--;
+      },
+    );
+    const app = await startWorker({ defaultQueue: 'concurrent' }, [Concurrent]);
+    try {
+      const client = app.get(BatchClient);
+      for (let i = 0; i < 30; i++) await client.delay('concurrent.task', i);
+      await app.get(Concurrent).waitForRequests(30);
+      assert.equal(peak, 2);
+      assert.deepEqual(started, [0, 5, 10, 15, 20, 25]);
+    } finally {
+      await app.close();
+    }
   });
 });
