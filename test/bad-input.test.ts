@@ -81,7 +81,7 @@ describe('bad input on RabbitMQ', () => {
         handler.batches
           .flat()
           .map((request) => request.args[0])
-          .sort((a, b) => Number(a) - Number(b)),
+          .toSorted((a, b) => Number(a) - Number(b)),
         Array.from({ length: bad.length + 1 }, (_, i) => i),
       );
       // Still consuming.

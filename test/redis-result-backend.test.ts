@@ -27,6 +27,12 @@ describe('Redis result backend, in Celery’s format', () => {
     await redis.quit();
   });
 
+  const gets = async (): Promise<number> => Number(/cmdstat_get:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0);
+  const clients = async (): Promise<number> =>
+    String(await redis.client('LIST'))
+      .split('\n')
+      .filter(Boolean).length;
+
   async function raw(id: string): Promise<Record<string, unknown>> {
     return JSON.parse((await redis.get(`celery-task-meta-${id}`)) ?? 'null') as Record<string, unknown>;
   }
@@ -35,7 +41,7 @@ describe('Redis result backend, in Celery’s format', () => {
     const id = newId();
     await backend.markAsDone(id, { url: 'http://example.com', score: [1, 2.5, 'ü'] });
     const stored = await raw(id);
-    assert.deepEqual(Object.keys(stored).sort(), ['children', 'date_done', 'result', 'status', 'task_id', 'traceback']);
+    assert.deepEqual(Object.keys(stored).toSorted(), ['children', 'date_done', 'result', 'status', 'task_id', 'traceback']);
     assert.equal(stored.status, 'SUCCESS');
     assert.deepEqual(stored.result, { url: 'http://example.com', score: [1, 2.5, 'ü'] });
     assert.equal(stored.traceback, null);
@@ -101,11 +107,6 @@ describe('Redis result backend, in Celery’s format', () => {
   });
 
   it('serves many waiters over one subscriber connection, without polling', async () => {
-    const gets = async (): Promise<number> => Number(/cmdstat_get:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0);
-    const clients = async (): Promise<number> =>
-      String(await redis.client('LIST'))
-        .split('\n')
-        .filter(Boolean).length;
     const connectionsBefore = await clients();
     const getsBefore = await gets();
     const waitIds = Array.from({ length: 50 }, newId);

@@ -49,7 +49,7 @@ export async function intervalLateness({ queue }: RunOptions): Promise<Measureme
   const late = flushes
     .slice(2, -1)
     .map((at, i) => at - flushes[i + 1] - INTERVAL)
-    .sort((a, b) => a - b);
+    .toSorted((a, b) => a - b);
   return {
     system: 'interval flush lateness (200 msg/s, 100 ms)',
     rate: sent / SECONDS,

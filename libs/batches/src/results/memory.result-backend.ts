@@ -1,14 +1,5 @@
 import { ResultBackend } from './result-backend.js';
-import {
-  pendingResult,
-  READY_STATES,
-  ResultTimeoutError,
-  settle,
-  toTaskResult,
-  type TaskMeta,
-  type TaskResult,
-  type WaitOptions,
-} from './task-result.js';
+import { pendingResult, toTaskResult, type TaskMeta, type TaskResult, type WaitOptions } from './task-result.js';
 
 interface Entry {
   meta: TaskMeta;
@@ -34,28 +25,15 @@ export class MemoryResultBackend extends ResultBackend {
   }
 
   waitForResult<T = unknown>(id: string, options: WaitOptions = {}): Promise<T> {
-    const timeout = options.timeout ?? 10_000;
-    const meta = this.read(id);
-    if (meta && READY_STATES.has(meta.status)) return settleAsync<T>(meta);
-    return new Promise<T>((resolve, reject) => {
+    const listen = async (onMeta: (meta: TaskMeta) => void): Promise<() => void> => {
       const waiters = this.waiters.get(id) ?? new Set();
-      this.waiters.set(id, waiters);
-      const onMeta = (stored: TaskMeta): void => {
-        if (!READY_STATES.has(stored.status)) return;
-        done();
-        settleAsync<T>(stored).then(resolve, reject);
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new ResultTimeoutError(id, timeout, this.read(id)?.status ?? 'PENDING'));
-      }, timeout);
-      const done = (): void => {
-        clearTimeout(timer);
+      this.waiters.set(id, waiters.add(onMeta));
+      return () => {
         waiters.delete(onMeta);
         if (waiters.size === 0) this.waiters.delete(id);
       };
-      waiters.add(onMeta);
-    });
+    };
+    return this.awaitReady<T>(id, options.timeout ?? 10_000, listen, async () => this.read(id));
   }
 
   protected async store(meta: TaskMeta): Promise<void> {
@@ -95,8 +73,4 @@ export class MemoryResultBackend extends ResultBackend {
       this.entries.delete(id);
     }
   }
-}
-
-async function settleAsync<T>(meta: TaskMeta): Promise<T> {
-  return settle(toTaskResult(meta)) as T;
 }

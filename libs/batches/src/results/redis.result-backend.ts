@@ -1,15 +1,6 @@
 import { Redis } from 'ioredis';
 import { ResultBackend } from './result-backend.js';
-import {
-  pendingResult,
-  READY_STATES,
-  ResultTimeoutError,
-  settle,
-  toTaskResult,
-  type TaskMeta,
-  type TaskResult,
-  type WaitOptions,
-} from './task-result.js';
+import { pendingResult, toTaskResult, type TaskMeta, type TaskResult, type WaitOptions } from './task-result.js';
 
 const KEY_PREFIX = 'celery-task-meta-';
 
@@ -54,37 +45,13 @@ export class RedisResultBackend extends ResultBackend {
   }
 
   waitForResult<T = unknown>(id: string, options: WaitOptions = {}): Promise<T> {
-    const timeout = options.timeout ?? 10_000;
     const channel = KEY_PREFIX + id;
-    return new Promise<T>((resolve, reject) => {
-      let lastStatus: TaskMeta['status'] = 'PENDING';
-      const finish = (meta: TaskMeta): void => {
-        lastStatus = meta.status;
-        if (!READY_STATES.has(meta.status)) return;
-        done();
-        try {
-          resolve(settle(toTaskResult(meta)) as T);
-        } catch (error) {
-          reject(error);
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new ResultTimeoutError(id, timeout, lastStatus));
-      }, timeout);
-      const done = (): void => {
-        clearTimeout(timer);
-        this.removeWaiter(channel, finish);
-      };
-      this.addWaiter(channel, finish)
-        // Read once after subscribing: a result stored before the subscription was published to no one.
-        .then(() => this.read(id))
-        .then((meta) => meta && finish(meta))
-        .catch((error: unknown) => {
-          done();
-          reject(error);
-        });
-    });
+    const listen = async (onMeta: Waiter): Promise<() => void> => {
+      await this.addWaiter(channel, onMeta);
+      return () => this.removeWaiter(channel, onMeta);
+    };
+    // The read after subscribing catches a result stored before the subscription, published to no one.
+    return this.awaitReady<T>(id, options.timeout ?? 10_000, listen, () => this.read(id));
   }
 
   protected async store(meta: TaskMeta): Promise<void> {
