@@ -23,11 +23,12 @@ describe('connection loss on RabbitMQ', () => {
     await rabbit.declareCeleryQueue(queue);
     const ids: string[] = [];
     for (let i = 0; i < total; i++) ids.push(await rabbit.publishTask(queue, { task: 'reconnect.work', args: [i] }));
-    // Slow enough that the forced close lands mid-stream.
-    const Work = recorder(
-      'reconnect.work',
-      { flushEvery: 50, flushInterval: 200, queue },
-      () => new Promise((resolve) => setTimeout(resolve, 20)),
+    // Past the first 300 requests, batches wait for the cut: rabbitmqctl takes longer to start than the
+    // worker takes to drain 2,000 messages, so without the gate the cut could find nothing unacked.
+    let cut!: () => void;
+    const connectionCut = new Promise<void>((resolve) => (cut = resolve));
+    const Work = recorder('reconnect.work', { flushEvery: 50, flushInterval: 200, queue }, (_requests, self) =>
+      self.received > 300 ? connectionCut : undefined,
     );
     const logger = new RecordingLogger();
     const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue }, [Work], logger);
@@ -36,6 +37,7 @@ describe('connection loss on RabbitMQ', () => {
       await handler.waitForRequests(300);
       assert.ok(handler.received < total, 'still streaming when the connection is cut');
       await closeAllConnections();
+      cut();
       await waitFor(
         () => new Set(handler.batches.flat().map((request) => request.id)).size >= total,
         'every message at least once',
