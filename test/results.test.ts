@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import type { INestMicroservice } from '@nestjs/common';
 import {
   BatchClient,
+  MemoryResultBackend,
   ResultBackend,
   ResultTimeoutError,
   TaskFailedError,
@@ -139,3 +140,16 @@ for (const setup of setups) {
     });
   });
 }
+
+describe('in-memory result backend lifecycle', () => {
+  it('close() rejects pending waiters with a clear error, and later waits at once', async () => {
+    const backend = new MemoryResultBackend(60_000);
+    const waiting = assert.rejects(
+      backend.waitForResult('pending-task', { timeout: 60_000 }),
+      /in-memory result backend was closed while waiting for the result of task pending-task/,
+    );
+    await backend.close();
+    await waiting;
+    await assert.rejects(backend.waitForResult('pending-task'), /closed while waiting/);
+  });
+});

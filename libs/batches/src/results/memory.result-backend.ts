@@ -1,4 +1,5 @@
 import { ResultBackend } from './result-backend.js';
+import { ResultWaiters } from './result-waiters.js';
 import { pendingResult, toTaskResult, type TaskMeta, type TaskResult, type WaitOptions } from './task-result.js';
 
 interface Entry {
@@ -9,7 +10,11 @@ interface Entry {
 /** In-process results with expiry: the default, for one-process apps and tests. */
 export class MemoryResultBackend extends ResultBackend {
   private readonly entries = new Map<string, Entry>();
-  private readonly waiters = new Map<string, Set<(meta: TaskMeta) => void>>();
+  // Writes are delivered synchronously, so listening is ready at once.
+  private readonly waiters = new ResultWaiters(
+    { listen: async () => undefined, unlisten: () => undefined, read: async (id) => this.read(id) },
+    'in-memory',
+  );
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly expiresMs: number) {
@@ -24,16 +29,8 @@ export class MemoryResultBackend extends ResultBackend {
     return (meta ? toTaskResult(meta) : pendingResult(id)) as TaskResult<T>;
   }
 
-  waitForResult<T = unknown>(id: string, options: WaitOptions = {}): Promise<T> {
-    const listen = async (onMeta: (meta: TaskMeta) => void): Promise<() => void> => {
-      const waiters = this.waiters.get(id) ?? new Set();
-      this.waiters.set(id, waiters.add(onMeta));
-      return () => {
-        waiters.delete(onMeta);
-        if (waiters.size === 0) this.waiters.delete(id);
-      };
-    };
-    return this.awaitReady<T>(id, options.timeout ?? 10_000, listen, async () => this.read(id));
+  waitForResult<T = unknown>(id: string, options?: WaitOptions): Promise<T> {
+    return this.waiters.wait<T>(id, options);
   }
 
   protected async store(meta: TaskMeta): Promise<void> {
@@ -49,12 +46,12 @@ export class MemoryResultBackend extends ResultBackend {
     if (this.read(meta.task_id)?.status === 'SUCCESS') return;
     this.entries.delete(meta.task_id);
     this.entries.set(meta.task_id, { meta, expiresAt });
-    const waiters = this.waiters.get(meta.task_id);
-    if (waiters) for (const waiter of waiters) waiter(meta);
+    this.waiters.deliver(meta.task_id, meta);
   }
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
+    this.waiters.close();
   }
 
   private read(id: string): TaskMeta | undefined {

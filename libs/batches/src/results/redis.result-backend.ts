@@ -1,10 +1,13 @@
+import { Logger } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import { ResultBackend } from './result-backend.js';
+import { ResultWaiters } from './result-waiters.js';
 import { pendingResult, toTaskResult, type TaskMeta, type TaskResult, type WaitOptions } from './task-result.js';
 
 const KEY_PREFIX = 'celery-task-meta-';
+const logger = new Logger('RedisResultBackend');
 
-// Check-and-set in one step, as Celery's backend does it: never overwrite a stored SUCCESS.
+// Celery 5.2 GETs, then SETEX + PUBLISH in a pipeline; one script makes that check-and-set atomic.
 const STORE_SCRIPT = `
 local current = redis.call('GET', KEYS[1])
 if current then
@@ -16,27 +19,39 @@ redis.call('PUBLISH', KEYS[1], ARGV[1])
 return 1
 `;
 
-type Waiter = (meta: TaskMeta) => void;
+type CeleryRedis = Redis & { storeCeleryMeta(key: string, value: string, expiresMs: number): Promise<number> };
 
 /**
  * Results in Redis in Celery's format (`celery-task-meta-<id>`, published on the same channel), so
  * Python's `AsyncResult(id).get()` reads what Nest stores and the other way round.
  */
 export class RedisResultBackend extends ResultBackend {
-  private readonly client: Redis & { storeCeleryMeta(key: string, value: string, expiresMs: number): Promise<number> };
+  private readonly client: CeleryRedis;
+  /** One connection in subscriber mode serves every waiter; created on the first wait. */
   private subscriber?: Redis;
-  private readonly waiters = new Map<string, Set<Waiter>>();
+  /** Each waited-for task has one SUBSCRIBE, shared by its waiters, resolved once Redis acknowledged it. */
+  private readonly waiters = new ResultWaiters(
+    {
+      listen: (id) => this.subscriberConnection().subscribe(KEY_PREFIX + id),
+      unlisten: (id) => void this.subscriber?.unsubscribe(KEY_PREFIX + id).catch(() => undefined),
+      read: (id) => this.read(id),
+    },
+    'Redis',
+  );
 
   constructor(
     url: string,
     private readonly expiresMs: number,
   ) {
     super();
-    // Auto-pipelining sends a batch's many result writes in one round trip.
+    if (!Number.isInteger(expiresMs) || expiresMs <= 0) {
+      throw new RangeError(`resultExpires must be a positive whole number of milliseconds, got ${expiresMs}`);
+    }
+    // Auto-pipelining sends a batch's many result writes in one round trip; null retries: writes wait out a reconnect.
     const client = new Redis(url, { enableAutoPipelining: true, maxRetriesPerRequest: null });
     client.defineCommand('storeCeleryMeta', { numberOfKeys: 1, lua: STORE_SCRIPT });
-    client.on('error', () => undefined); // ioredis reconnects; commands wait meanwhile
-    this.client = client as typeof this.client;
+    reportErrors(client, 'connection');
+    this.client = client as CeleryRedis;
   }
 
   async getResult<T = unknown>(id: string): Promise<TaskResult<T>> {
@@ -44,24 +59,19 @@ export class RedisResultBackend extends ResultBackend {
     return (meta ? toTaskResult(meta) : pendingResult(id)) as TaskResult<T>;
   }
 
-  waitForResult<T = unknown>(id: string, options: WaitOptions = {}): Promise<T> {
-    const channel = KEY_PREFIX + id;
-    const listen = async (onMeta: Waiter): Promise<() => void> => {
-      await this.addWaiter(channel, onMeta);
-      return () => this.removeWaiter(channel, onMeta);
-    };
-    // The read after subscribing catches a result stored before the subscription, published to no one.
-    return this.awaitReady<T>(id, options.timeout ?? 10_000, listen, () => this.read(id));
+  waitForResult<T = unknown>(id: string, options?: WaitOptions): Promise<T> {
+    return this.waiters.wait<T>(id, options);
   }
 
   protected async store(meta: TaskMeta): Promise<void> {
-    await this.client.storeCeleryMeta(KEY_PREFIX + meta.task_id, JSON.stringify(meta), this.expiresMs);
+    // JSON.stringify drops an undefined property; Celery's value always has `result`.
+    const value = JSON.stringify(meta.result === undefined ? { ...meta, result: null } : meta);
+    await this.client.storeCeleryMeta(KEY_PREFIX + meta.task_id, value, this.expiresMs);
   }
 
   async close(): Promise<void> {
-    const closing = [this.client.quit().catch(() => undefined)];
-    if (this.subscriber) closing.push(this.subscriber.quit().catch(() => undefined));
-    await Promise.all(closing);
+    this.waiters.close();
+    await Promise.all([this.client, this.subscriber].map((connection) => connection && quit(connection)));
   }
 
   private async read(id: string): Promise<TaskMeta | undefined> {
@@ -69,37 +79,56 @@ export class RedisResultBackend extends ResultBackend {
     return raw === null ? undefined : (JSON.parse(raw) as TaskMeta);
   }
 
-  /** One subscriber connection per backend, shared by every waiter. */
-  private async addWaiter(channel: string, waiter: Waiter): Promise<void> {
-    const subscriber = this.subscriberConnection();
-    let waiters = this.waiters.get(channel);
-    if (!waiters) {
-      waiters = new Set();
-      this.waiters.set(channel, waiters);
-    }
-    waiters.add(waiter);
-    if (waiters.size === 1) await subscriber.subscribe(channel);
-  }
-
-  private removeWaiter(channel: string, waiter: Waiter): void {
-    const waiters = this.waiters.get(channel);
-    if (!waiters?.delete(waiter) || waiters.size > 0) return;
-    this.waiters.delete(channel);
-    this.subscriber?.unsubscribe(channel).catch(() => undefined);
-  }
-
   private subscriberConnection(): Redis {
-    if (!this.subscriber) {
-      this.subscriber = this.client.duplicate({ enableAutoPipelining: false });
-      this.subscriber.on('error', () => undefined);
-      this.subscriber.on('message', (channel: string, message: string) => {
-        const waiters = this.waiters.get(channel);
-        if (!waiters) return;
-        const meta = JSON.parse(message) as TaskMeta;
-        // A waiter removes itself while we iterate; Set iteration allows that.
-        for (const waiter of waiters) waiter(meta);
-      });
-    }
-    return this.subscriber;
+    if (this.subscriber) return this.subscriber;
+    // Resubscribing is ours (see resubscribe), so we know when to read what was published meanwhile.
+    const subscriber = this.client.duplicate({ enableAutoPipelining: false, autoResubscribe: false });
+    reportErrors(subscriber, 'subscriber connection');
+    subscriber.on('message', (channel: string, message: string) => this.dispatch(channel, message));
+    let connectedBefore = false;
+    subscriber.on('ready', () => {
+      if (connectedBefore) this.resubscribe(subscriber).catch(() => undefined); // a later drop retries
+      connectedBefore = true;
+    });
+    this.subscriber = subscriber;
+    return subscriber;
   }
+
+  /** After a reconnect: subscribe again, then read each awaited result once (its publish may have been missed). */
+  private async resubscribe(subscriber: Redis): Promise<void> {
+    const channels = this.waiters.ids().map((id) => KEY_PREFIX + id);
+    if (channels.length === 0) return;
+    await subscriber.subscribe(...channels);
+    const values = await this.client.mget(channels);
+    values.forEach((value, index) => value !== null && this.dispatch(channels[index], value));
+  }
+
+  private dispatch(channel: string, message: string): void {
+    if (!channel.startsWith(KEY_PREFIX)) return;
+    let meta: TaskMeta;
+    try {
+      meta = JSON.parse(message) as TaskMeta;
+    } catch {
+      return; // someone else's publish on our channel name; the key itself is what counts
+    }
+    this.waiters.deliver(channel.slice(KEY_PREFIX.length), meta);
+  }
+}
+
+/** Logs the first error of each outage instead of crashing on an unhandled 'error' event; ioredis reconnects. */
+function reportErrors(connection: Redis, role: string): void {
+  let reported = false;
+  connection.on('error', (error: Error) => {
+    if (!reported) logger.warn(`Redis result backend ${role}: ${error.message}; reconnecting`);
+    reported = true;
+  });
+  connection.on('ready', () => {
+    reported = false;
+  });
+}
+
+/** QUIT lets pending writes finish; with reconnecting stopped, an unreachable Redis fails them after one last attempt instead of never. */
+async function quit(connection: Redis): Promise<void> {
+  connection.options.retryStrategy = () => null;
+  await connection.quit().catch(() => undefined);
 }

@@ -1,15 +1,5 @@
 import type { SimpleRequest } from '../simple-request.js';
-import {
-  exceptionInfo,
-  READY_STATES,
-  ResultTimeoutError,
-  settle,
-  toTaskResult,
-  type TaskMeta,
-  type TaskResult,
-  type TaskState,
-  type WaitOptions,
-} from './task-result.js';
+import { exceptionInfo, type TaskMeta, type TaskResult, type TaskState, type WaitOptions } from './task-result.js';
 
 /** What was recorded for one request while its batch ran. */
 export interface RecordedMark {
@@ -71,54 +61,6 @@ export abstract class ResultBackend {
 
   /** Resolves with the SUCCESS value; rejects with `TaskFailedError` on FAILURE/REVOKED and `ResultTimeoutError` on timeout. */
   abstract waitForResult<T = unknown>(id: string, options?: WaitOptions): Promise<T>;
-
-  /**
-   * The waiting both backends share: `listen` delivers every meta written for `id` from now on
-   * (and returns how to stop), then one `read` catches a result stored before listening began.
-   * Resolves or rejects on the first ready state; rejects with `ResultTimeoutError` after `timeout`.
-   */
-  protected awaitReady<T>(
-    id: string,
-    timeout: number,
-    listen: (onMeta: (meta: TaskMeta) => void) => Promise<() => void>,
-    read: () => Promise<TaskMeta | undefined>,
-  ): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      let lastStatus: TaskState = 'PENDING';
-      let ended = false;
-      let unlisten: (() => void) | undefined;
-      const end = (): void => {
-        ended = true;
-        clearTimeout(timer);
-        unlisten?.();
-      };
-      const onMeta = (meta: TaskMeta): void => {
-        lastStatus = meta.status;
-        if (ended || !READY_STATES.has(meta.status)) return;
-        end();
-        try {
-          resolve(settle(toTaskResult(meta)) as T);
-        } catch (error) {
-          reject(error);
-        }
-      };
-      const timer = setTimeout(() => {
-        end();
-        reject(new ResultTimeoutError(id, timeout, lastStatus));
-      }, timeout);
-      listen(onMeta)
-        .then((stop) => {
-          unlisten = stop;
-          if (ended) stop();
-          return ended ? undefined : read();
-        })
-        .then((meta) => meta && onMeta(meta))
-        .catch((error: unknown) => {
-          end();
-          reject(error);
-        });
-    });
-  }
 
   /** Writes the meta unless a SUCCESS is already stored under its id. */
   protected abstract store(meta: TaskMeta): Promise<void>;
