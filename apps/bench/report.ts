@@ -12,7 +12,7 @@ export interface Summary {
 }
 
 function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
+  const sorted = values.toSorted((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
@@ -28,9 +28,15 @@ export function summarize(measurements: Measurement[]): Summary[] {
     max: Math.max(...runs.map((run) => run.rate)),
     cpuSeconds: median(runs.map((run) => run.cpuSeconds)),
     peakRssMb: Math.max(...runs.map((run) => run.peakRssMb)),
-    extra:
-      runs[0].extra && Object.fromEntries(Object.keys(runs[0].extra).map((key) => [key, median(runs.map((run) => run.extra?.[key] ?? 0))])),
+    extra: medianExtras(runs),
   }));
+}
+
+/** Each extra figure's median over the runs; a figure only some runs report (a stall) counts 0 in the others. */
+function medianExtras(runs: Measurement[]): Record<string, number> | undefined {
+  const keys = [...new Set(runs.flatMap((run) => Object.keys(run.extra ?? {})))];
+  if (keys.length === 0) return undefined;
+  return Object.fromEntries(keys.map((key) => [key, median(runs.map((run) => run.extra?.[key] ?? 0))]));
 }
 
 const number = (value: number): string => Math.round(value).toLocaleString('en-US');

@@ -1,13 +1,16 @@
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import amqplib from 'amqplib';
+import amqplib, { type Channel } from 'amqplib';
 import { AMQP_URL, type Measurement, type RunOptions } from '../measurement.js';
+import { treeUsage } from './process-tree.js';
+
+export type CeleryPool = 'solo' | 'prefork';
 
 const PYTHON = process.env.CELERY_PYTHON ?? '/usr/bin/python3';
 const APP_DIR = fileURLToPath(new URL('../../../../apps/bench/python/', import.meta.url));
-const TICKS_PER_SECOND = 100;
+const POLL_MS = 20;
+/** A worker that drains thousands per second and then takes nothing for this long has stalled. */
+const STALL_MS = 3_000;
 const TIME_LIMIT_MS = 120_000;
 
 export function celeryAvailable(): boolean {
@@ -19,41 +22,28 @@ export function celeryAvailable(): boolean {
   }
 }
 
-/** The worker's process tree: prefork children do the work. */
-function tree(pid: number): number[] {
-  let children: number[] = [];
-  try {
-    children = execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
-      .split('\n')
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    // no children
-  }
-  return [pid, ...children.flatMap(tree)];
-}
-
-function treeUsage(pid: number): { cpuSeconds: number; peakRssMb: number } {
-  let ticks = 0;
-  let rssKb = 0;
-  for (const each of tree(pid)) {
-    const stat = readFileSync(`/proc/${each}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    ticks += Number(fields[11]) + Number(fields[12]); // utime, stime
-    rssKb += Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${each}/status`, 'utf8'))?.[1] ?? 0);
-  }
-  return { cpuSeconds: ticks / TICKS_PER_SECOND, peakRssMb: rssKb / 1024 };
+interface Drain {
+  drained: number;
+  seconds: number;
+  stalled: boolean;
+  cpuSeconds: number;
+  peakRssMb: number;
 }
 
 /**
- * Python Celery on the same Celery-format backlog with a plain no-op task. Measured from outside:
- * from the first message leaving the queue to the queue being empty (Celery acks on receipt).
+ * Starts a worker on the backlog in `queue` and watches the queue from outside (checkQueue every
+ * 20 ms): timed from the first poll that sees messages gone to the first that sees none ready.
+ * Celery acks on receipt, so at that point at most its prefetch (4 × concurrency) no-op tasks are
+ * still running. CPU is the worker's process tree over that window; peak RSS the tree's VmHWM.
+ *
+ * A worker that makes no progress for 3 s is reported as stalled instead of being waited out
+ * (python/bench_app.py works around the kombu bug that used to cause it).
  */
-export async function celeryWorker({ n, queue }: RunOptions, pool: 'solo' | 'prefork'): Promise<Measurement> {
-  const connection = await amqplib.connect(AMQP_URL);
-  const channel = await connection.createChannel();
+async function drainOnce(channel: Channel, queue: string, n: number, pool: CeleryPool): Promise<Drain> {
+  const concurrency = pool === 'solo' ? '1' : '2';
   const worker = spawn(
     PYTHON,
+    // No gossip, mingle or event heartbeats: nothing but the task messages on the worker's connection.
     [
       '-m',
       'celery',
@@ -63,29 +53,74 @@ export async function celeryWorker({ n, queue }: RunOptions, pool: 'solo' | 'pre
       '-P',
       pool,
       '-c',
-      pool === 'solo' ? '1' : '2',
+      concurrency,
       '-l',
       'WARNING',
       '--without-gossip',
       '--without-mingle',
       '--without-heartbeat',
     ],
-    { cwd: APP_DIR, env: { ...process.env, CELERY_QUEUE: queue }, stdio: ['ignore', 'ignore', 'ignore'] },
+    { cwd: APP_DIR, env: { ...process.env, CELERY_QUEUE: queue, BROKER_URL: AMQP_URL }, stdio: ['ignore', 'ignore', 'pipe'] },
   );
-  let started = 0;
-  let left = n;
+  let stderr = '';
+  worker.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  let alive = true;
+  void exited.then(() => (alive = false));
+  const pid = worker.pid ?? 0;
+
   const deadline = performance.now() + TIME_LIMIT_MS;
-  // Bounded: a stalled worker ends the measurement with what it got through.
-  while (left > 0 && performance.now() < deadline) {
-    left = (await channel.checkQueue(queue)).messageCount;
-    if (!started && left < n) started = performance.now();
-    await new Promise((resolve) => setTimeout(resolve, 20));
+  let left = n;
+  let started = 0;
+  let lastProgress = 0;
+  let cpuAtStart = 0;
+  let stalled = false;
+  try {
+    while (left > 0) {
+      if (!alive) throw new Error(`celery worker exited early: ${stderr.trim().split('\n').slice(-5).join(' | ')}`);
+      const ready = (await channel.checkQueue(queue)).messageCount;
+      const now = performance.now();
+      if (ready < left) {
+        if (!started) {
+          started = now;
+          cpuAtStart = treeUsage(pid).cpuSeconds;
+        }
+        lastProgress = now;
+        left = ready;
+      } else if ((started && now - lastProgress > STALL_MS) || now > deadline) {
+        stalled = true;
+        break;
+      }
+      if (left > 0) await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
+    const usage = treeUsage(pid);
+    return {
+      drained: n - left,
+      seconds: started ? Math.max(lastProgress - started, POLL_MS) / 1000 : TIME_LIMIT_MS / 1000,
+      stalled,
+      cpuSeconds: usage.cpuSeconds - cpuAtStart,
+      peakRssMb: usage.peakRssMb,
+    };
+  } finally {
+    worker.kill('SIGTERM');
+    await exited;
   }
-  const seconds = (performance.now() - (started || deadline)) / 1000;
-  const measured = treeUsage(worker.pid ?? 0);
-  worker.kill('SIGTERM');
-  await new Promise((resolve) => worker.once('exit', resolve));
-  await connection.close();
-  const extra = left > 0 ? { unfinished: left } : undefined;
-  return { system: `Python Celery ${pool === 'solo' ? '-P solo' : 'prefork -c 2'}`, rate: (n - left) / seconds, ...measured, extra };
+}
+
+/** Python Celery (Debian's python3-celery) with a plain no-op task on the same Celery-format backlog. */
+export async function celeryWorker({ n, queue }: RunOptions, pool: CeleryPool): Promise<Measurement> {
+  const connection = await amqplib.connect(AMQP_URL);
+  try {
+    const drain = await drainOnce(await connection.createChannel(), queue, n, pool);
+    return {
+      system: `Python Celery ${pool === 'solo' ? '-P solo' : 'prefork -c 2'}`,
+      rate: drain.drained / drain.seconds,
+      cpuSeconds: drain.cpuSeconds,
+      peakRssMb: drain.peakRssMb,
+      // A stalled run's rate is over the part that drained.
+      extra: drain.stalled ? { stalled: 1, drained: drain.drained } : undefined,
+    };
+  } finally {
+    await connection.close();
+  }
 }
