@@ -51,6 +51,29 @@ describe('AckTracker', () => {
     assert.deepEqual(ch.acks.slice(3), [[6, true]]);
   });
 
+  it('keeps acking right over many prefetch windows, with tags that skip numbers', () => {
+    const ch = channel();
+    const tracker = new AckTracker(ch);
+    // Tags rise but not by one: the tracker must find them by search, and compact as windows pass.
+    const tags = Array.from({ length: 10_000 }, (_, i) => 3 * i + 7);
+    for (const tag of tags.slice(0, 1_000)) tracker.received(tag);
+    for (let start = 0; start < tags.length; start += 100) {
+      const next = tags.slice(start + 1_000, start + 1_100);
+      for (const tag of next) tracker.received(tag);
+      // Each window's second half settles before its first half.
+      tracker.settle(tags.slice(start + 50, start + 100));
+      tracker.settle(tags.slice(start, start + 50));
+    }
+    // The second half is acked one by one; the first half's multiple-ack then ends at its own last tag.
+    const multiple = ch.acks.filter(([, isMultiple]) => isMultiple).map(([tag]) => tag);
+    assert.deepEqual(
+      multiple,
+      Array.from({ length: 100 }, (_, window) => tags[window * 100 + 49]),
+    );
+    assert.equal(ch.acks.filter(([, isMultiple]) => !isMultiple).length, 100 * 50);
+    assert.equal(tracker.pending, 0);
+  });
+
   it('acks nothing on a closed channel: the broker redelivers those', () => {
     const ch = channel();
     const tracker = new AckTracker(ch);

@@ -31,6 +31,29 @@ describe('eager runs', () => {
     }
   });
 
+  it('apply() takes the value from a returned Map, a mark, or null when the handler returns nothing', async () => {
+    const ByMap = recorder('client.by_map', {}, (requests) => new Map(requests.map((request) => [request.id, `map:${request.id}`])));
+    let results!: ResultBackend;
+    const Marking = recorder('client.marking', {}, async (requests) => {
+      await results.markAsDone(requests[0].id, 'marked');
+      return ['ignored: the mark wins'];
+    });
+    const Void = recorder('client.void', {});
+    const app = await startWorker({}, [ByMap, Marking, Void]);
+    results = app.get(ResultBackend);
+    try {
+      const client = app.get(BatchClient);
+      const byMap = await client.apply('client.by_map', { taskId: 'eager-map' });
+      assert.deepEqual([byMap.state, await byMap.get()], ['SUCCESS', 'map:eager-map']);
+      const marked = await client.apply('client.marking');
+      assert.deepEqual([marked.state, await marked.get()], ['SUCCESS', 'marked']);
+      const nothing = await client.apply('client.void');
+      assert.deepEqual([nothing.state, await nothing.get()], ['SUCCESS', null]);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('apply() reports a failing handler as a FAILURE of that request', async () => {
     const Failing = recorder('client.failing', {}, () => {
       throw new Error('nope');

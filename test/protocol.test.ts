@@ -85,6 +85,40 @@ describe('decoding', () => {
     );
   });
 
+  describe('bodies ending in Celery’s default embed, which the decoder skips', () => {
+    const headers = { ...json, headers: { task: 't', id: 'x' } };
+    const embed = { callbacks: null, errbacks: null, chain: null, chord: null };
+
+    it('reads args and kwargs from our compact body and from Python’s spaced one', () => {
+      const args = [1, 'a,{"callbacks":null}]', { nested: [null] }];
+      const kwargs = { k: ['v', 2] };
+      for (const body of [
+        JSON.stringify([args, kwargs, embed]),
+        // Python's json.dumps default separators.
+        JSON.stringify([args, kwargs, embed], null, 1)
+          .replace(/\n\s*/g, ' ')
+          .replace(/\[ /g, '[')
+          .replace(/ \]/g, ']')
+          .replace(/\{ /g, '{')
+          .replace(/ \}/g, '}'),
+      ]) {
+        assert.ok(body.endsWith('"chord": null}]') || body.endsWith('"chord":null}]'), body);
+        const message = decodeTaskMessage(Buffer.from(body), headers, 1_000_000);
+        assert.deepEqual([message.args, message.kwargs], [args, kwargs]);
+      }
+    });
+
+    it('decodes a body whose embed stands in the kwargs place as the full parse does', () => {
+      const message = decodeTaskMessage(Buffer.from(JSON.stringify([[1], embed])), headers, 1_000_000);
+      assert.deepEqual([message.args, message.kwargs], [[1], embed]);
+    });
+
+    it('refuses invalid JSON that ends in the embed', () => {
+      const body = `[[1],{,${JSON.stringify(embed)}]`;
+      assert.throws(() => decodeTaskMessage(Buffer.from(body), headers, 1_000_000), /body is not valid JSON/);
+    });
+  });
+
   for (const [label, body, properties, reason] of [
     ['a bad eta', '[[],{},{}]', { ...json, headers: { task: 't', id: 'x', eta: 'tomorrow' } }, /eta must be an ISO 8601 date/],
     ['kwargs not an object', '[[],[],{}]', { ...json, headers: { task: 't', id: 'x' } }, /kwargs must be a JSON object/],

@@ -1,12 +1,31 @@
 import type { Broker, BrokerEvent, ConsumeOptions, Delivery, DeliveryChannel, OutgoingMessage, QueueConsumer } from './broker.interface.js';
 
-interface StoredMessage {
-  body: Buffer;
-  properties: OutgoingMessage['properties'];
-  exchange: string;
-  routingKey: string;
-  redelivered: boolean;
+/**
+ * A message in a queue. Handed to a consumer it is itself the delivery, with the consumer's tag and
+ * channel: it is delivered once, since a requeue puts a fresh copy back.
+ */
+class StoredMessage implements Delivery {
+  deliveryTag = 0;
+  channel: DeliveryChannel = NOT_DELIVERED;
+
+  constructor(
+    readonly body: Buffer,
+    readonly properties: OutgoingMessage['properties'],
+    readonly exchange: string,
+    readonly routingKey: string,
+    readonly redelivered: boolean,
+  ) {}
+
+  /** The same message as the broker hands it out again after its channel closed. */
+  redelivery(): StoredMessage {
+    return new StoredMessage(this.body, this.properties, this.exchange, this.routingKey, true);
+  }
 }
+
+const NOT_DELIVERED: DeliveryChannel = {
+  open: false,
+  ack: () => undefined,
+};
 
 /**
  * The embedded broker: in-process queues with AMQP's consume semantics (prefetch, late ack,
@@ -39,7 +58,7 @@ export class MemoryBroker implements Broker {
     for (const name of targets) {
       const queue = this.queues.get(name);
       // Like AMQP, a message routed nowhere is dropped; the default exchange reaches only declared queues.
-      queue?.push({ ...message, body: Buffer.from(message.body), redelivered: false });
+      queue?.push(new StoredMessage(Buffer.from(message.body), message.properties, message.exchange, message.routingKey, false));
     }
   }
 
@@ -88,7 +107,7 @@ class MemoryQueue {
   /** Puts unacked messages back at the front, marked redelivered, as RabbitMQ does. */
   requeue(messages: StoredMessage[]): void {
     const rest = this.ready.slice(this.head);
-    this.ready = [...messages.map((message) => ({ ...message, redelivered: true })), ...rest];
+    this.ready = [...messages.map((message) => message.redelivery()), ...rest];
     this.head = 0;
     this.schedule();
   }
@@ -152,26 +171,6 @@ class MemoryQueue {
   }
 }
 
-class MemoryDelivery implements Delivery {
-  readonly body: Buffer;
-  readonly properties: OutgoingMessage['properties'];
-  readonly exchange: string;
-  readonly routingKey: string;
-  readonly redelivered: boolean;
-
-  constructor(
-    message: StoredMessage,
-    readonly deliveryTag: number,
-    readonly channel: DeliveryChannel,
-  ) {
-    this.body = message.body;
-    this.properties = message.properties;
-    this.exchange = message.exchange;
-    this.routingKey = message.routingKey;
-    this.redelivered = message.redelivered;
-  }
-}
-
 class MemoryConsumer implements QueueConsumer, DeliveryChannel {
   open = true;
   private consuming = true;
@@ -193,9 +192,10 @@ class MemoryConsumer implements QueueConsumer, DeliveryChannel {
   }
 
   deliver(message: StoredMessage): void {
-    const deliveryTag = this.nextTag++;
-    this.unacked.set(deliveryTag, message);
-    this.onDelivery(new MemoryDelivery(message, deliveryTag, this));
+    message.deliveryTag = this.nextTag++;
+    message.channel = this;
+    this.unacked.set(message.deliveryTag, message);
+    this.onDelivery(message);
   }
 
   ack(deliveryTag: number, multiple: boolean): void {

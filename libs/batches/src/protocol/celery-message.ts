@@ -38,12 +38,13 @@ export function decodeTaskMessage(body: Buffer, properties: MessageProperties, m
       `content type ${JSON.stringify(properties.contentType ?? null)} refused; only ${JSON_CONTENT_TYPE} is accepted`,
     );
   }
-  if (properties.contentEncoding !== undefined && !UTF8.has(properties.contentEncoding.toLowerCase())) {
-    throw new InvalidMessageError(`content encoding ${JSON.stringify(properties.contentEncoding)} refused; only utf-8 is accepted`);
+  const encoding = properties.contentEncoding;
+  if (encoding !== undefined && !UTF8.has(encoding) && !UTF8.has(encoding.toLowerCase())) {
+    throw new InvalidMessageError(`content encoding ${JSON.stringify(encoding)} refused; only utf-8 is accepted`);
   }
   let payload: unknown;
   try {
-    payload = JSON.parse(body.toString('utf8'));
+    payload = parseBody(body.toString('utf8'));
   } catch (error) {
     throw new InvalidMessageError(`body is not valid JSON (${(error as Error).message})`);
   }
@@ -51,6 +52,31 @@ export function decodeTaskMessage(body: Buffer, properties: MessageProperties, m
   if (headers.task !== undefined) return decodeV2(payload, headers);
   if (isObject(payload) && payload.task !== undefined) return decodeV1(payload);
   throw new InvalidMessageError('no `task` header (protocol v2) and no `task` field in the body (protocol v1)');
+}
+
+/** Celery's embed for a task without callbacks, chain or chord, as Node (compact) and Python's json module write it. */
+const DEFAULT_EMBEDS = [
+  ',{"callbacks":null,"errbacks":null,"chain":null,"chord":null}]',
+  ', {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]',
+];
+
+/**
+ * JSON.parse, but a v2 body ending in the default embed is parsed as `[args, kwargs]` alone: the
+ * worker never reads the embed, and building it is a third of the parse. Anything else, including
+ * a head that does not parse as two elements, takes the full parse, so the outcome is the same.
+ */
+function parseBody(text: string): unknown {
+  for (const embed of DEFAULT_EMBEDS) {
+    if (!text.endsWith(embed)) continue;
+    try {
+      const head: unknown = JSON.parse(`${text.slice(0, -embed.length)}]`);
+      if (Array.isArray(head) && head.length === 2) return head;
+    } catch {
+      // not [args, kwargs]: the full parse decides
+    }
+    break;
+  }
+  return JSON.parse(text);
 }
 
 function decodeV2(payload: unknown, headers: Record<string, unknown>): TaskMessage {

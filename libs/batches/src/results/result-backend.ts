@@ -9,9 +9,11 @@ export interface RecordedMark {
 
 /** The marks made for one batch's requests while its handler runs; the worker settles the rest. */
 export class BatchMarks {
+  /** Marks made one by one: by the handler, or by the worker for retries and failures. */
   readonly marks = new Map<string, RecordedMark>();
   readonly writes: Promise<void>[] = [];
   private byId?: Map<string, SimpleRequest>;
+  private resolved?: { requests: readonly SimpleRequest[]; valueOf: (index: number) => unknown };
 
   constructor(readonly requests: readonly SimpleRequest[]) {}
 
@@ -19,6 +21,19 @@ export class BatchMarks {
   request(id: string): SimpleRequest | undefined {
     this.byId ??= new Map(this.requests.map((request) => [request.id, request]));
     return this.byId.get(id);
+  }
+
+  /** A request's final state: its mark, else the value the handler's return resolved it with. */
+  stateOf(id: string): RecordedMark | undefined {
+    const mark = this.marks.get(id);
+    if (mark || !this.resolved) return mark;
+    const index = this.resolved.requests.findIndex((request) => request.id === id);
+    return index < 0 ? undefined : { status: 'SUCCESS', result: this.resolved.valueOf(index) };
+  }
+
+  /** Records which requests the return resolved; looked up only by `stateOf`, so nothing is copied. */
+  resolvedBy(requests: readonly SimpleRequest[], valueOf: (index: number) => unknown): void {
+    this.resolved = { requests, valueOf };
   }
 }
 
@@ -81,24 +96,24 @@ export abstract class ResultBackend {
 
   /**
    * Called by the worker after a handler resolved: stores SUCCESS for the requests it left
-   * unmarked, with the values its return gave them, in one write.
+   * unmarked, `valueOf(index)` being what its return gave `requests[index]`, in one write.
    */
-  resolveUnmarked(batch: BatchMarks, requests: readonly SimpleRequest[], values: readonly unknown[]): Promise<void> {
+  resolveUnmarked(batch: BatchMarks, requests: readonly SimpleRequest[], valueOf: (index: number) => unknown): Promise<void> {
+    batch.resolvedBy(requests, valueOf);
     const dateDone = celeryTimestamp();
     const metas: TaskMeta[] = [];
-    requests.forEach((request, index) => {
-      batch.marks.set(request.id, { status: 'SUCCESS', result: values[index] });
-      if (!request.ignoreResult) {
-        metas.push({
-          status: 'SUCCESS',
-          result: values[index],
-          traceback: null,
-          children: NO_CHILDREN,
-          date_done: dateDone,
-          task_id: request.id,
-        });
-      }
-    });
+    for (let index = 0; index < requests.length; index++) {
+      const request = requests[index];
+      if (request.ignoreResult) continue;
+      metas.push({
+        status: 'SUCCESS',
+        result: valueOf(index),
+        traceback: null,
+        children: NO_CHILDREN,
+        date_done: dateDone,
+        task_id: request.id,
+      });
+    }
     const write = metas.length > 0 ? this.storeMany(metas) : Promise.resolve();
     batch.writes.push(write);
     return write;

@@ -1,7 +1,7 @@
 import type { Logger } from '@nestjs/common';
 import type { Delivery } from '../broker/broker.interface.js';
 import type { RegisteredHandler } from '../handler.explorer.js';
-import type { BatchMarks, RecordedMark, ResultBackend } from '../results/result-backend.js';
+import type { BatchMarks, ResultBackend } from '../results/result-backend.js';
 import type { SimpleRequest } from '../simple-request.js';
 import type { AckTrackers } from './ack-tracker.js';
 import type { Envelope } from './envelope.js';
@@ -23,11 +23,11 @@ export class BatchRunner {
     private readonly redelivery?: Redelivery,
   ) {}
 
-  /** Never rejects: a failure is settled per request. Returns each request's final state. */
-  async run(batch: readonly Envelope[]): Promise<Map<string, RecordedMark>> {
+  /** Never rejects: a failure is settled per request. Returns the batch's marks, to read each request's final state. */
+  async run(batch: readonly Envelope[]): Promise<BatchMarks | undefined> {
     // Requests from a channel that died are redelivered by the broker: running them here would run them twice.
-    const live = batch.filter((envelope) => envelope.delivery === undefined || envelope.delivery.channel.open);
-    if (live.length === 0) return new Map();
+    const live = batch.every(isLive) ? batch : batch.filter(isLive);
+    if (live.length === 0) return undefined;
     const requests = live.map((envelope) => envelope.request);
     const marks = this.results.track(requests);
     try {
@@ -37,36 +37,44 @@ export class BatchRunner {
       } catch (error) {
         outcome = { ok: false, error };
       }
-      return await this.settle(live, marks, outcome);
+      await this.settle(live, requests, marks, outcome);
+      return marks;
     } finally {
       this.results.untrack(marks);
     }
   }
 
-  private async settle(batch: readonly Envelope[], marks: BatchMarks, outcome: Outcome): Promise<Map<string, RecordedMark>> {
-    const returned = outcome.ok ? resultsByRequest(outcome.value, batch.length) : undefined;
-    const done: Envelope[] = [];
+  private async settle(batch: readonly Envelope[], requests: readonly SimpleRequest[], marks: BatchMarks, outcome: Outcome): Promise<void> {
+    let done: readonly Envelope[];
     const again: Array<{ envelope: Envelope; error: unknown }> = [];
-    const unmarked: SimpleRequest[] = [];
-    const values: unknown[] = [];
-    batch.forEach((envelope, index) => {
-      const { request } = envelope;
-      const mark = marks.marks.get(request.id);
-      if (mark?.status === 'RETRY') {
-        again.push({ envelope, error: mark.result });
-      } else if (mark) {
-        done.push(envelope);
-      } else if (outcome.ok) {
-        unmarked.push(request);
-        values.push(returned ? returned(request, index) : null);
-        done.push(envelope);
-      } else {
-        again.push({ envelope, error: outcome.error });
-      }
-    });
     // Beyond celery-batches: an unmarked request takes its returned value, or null, never PENDING forever.
-    if (unmarked.length > 0) void this.results.resolveUnmarked(marks, unmarked, values);
-    if (!outcome.ok) this.logFailure(again.length, outcome.error);
+    if (outcome.ok && marks.marks.size === 0) {
+      // The common case: the handler marked nothing, so its return resolves every request.
+      done = batch;
+      void this.results.resolveUnmarked(marks, requests, returnedValues(outcome.value, requests));
+    } else {
+      const returned = outcome.ok ? returnedValues(outcome.value, requests) : undefined;
+      const settled: Envelope[] = [];
+      const unmarked: SimpleRequest[] = [];
+      const values: unknown[] = [];
+      batch.forEach((envelope, index) => {
+        const mark = marks.marks.get(envelope.request.id);
+        if (mark?.status === 'RETRY') {
+          again.push({ envelope, error: mark.result });
+        } else if (mark) {
+          settled.push(envelope);
+        } else if (returned) {
+          unmarked.push(envelope.request);
+          values.push(returned(index));
+          settled.push(envelope);
+        } else {
+          again.push({ envelope, error: outcome.ok ? undefined : outcome.error });
+        }
+      });
+      done = settled;
+      if (unmarked.length > 0) void this.results.resolveUnmarked(marks, unmarked, (index) => values[index]);
+      if (!outcome.ok) this.logFailure(again.length, outcome.error);
+    }
     const writeFailure = await Promise.all(marks.writes).then(
       () => undefined,
       (error: unknown) => error ?? new Error('result write failed'),
@@ -74,14 +82,14 @@ export class BatchRunner {
     if (writeFailure !== undefined) {
       // Acking now would lose results; retrying keeps the messages without wedging the channel.
       this.logger.error(`Results of '${this.handler.task}' could not be stored, so the batch is retried: ${describe(writeFailure)}`);
-      for (const envelope of done.splice(0)) again.push({ envelope, error: writeFailure });
+      for (const envelope of done) again.push({ envelope, error: writeFailure });
+      done = [];
     }
-    const redelivered = await Promise.all(again.map(({ envelope, error }) => this.retryOrFail(envelope, error)));
+    const redelivered = again.length > 0 ? await Promise.all(again.map(({ envelope, error }) => this.retryOrFail(envelope, error))) : [];
     const toAck: Delivery[] = [];
     for (const envelope of done) if (envelope.delivery) toAck.push(envelope.delivery);
     for (const delivery of redelivered) if (delivery) toAck.push(delivery);
     this.acks.settle(toAck);
-    return marks.marks;
   }
 
   /**
@@ -118,13 +126,22 @@ export class BatchRunner {
 }
 
 /**
- * A handler's return value as per-request results: an array aligned with the requests, or a
- * Map keyed by request id. Anything else resolves no request.
+ * A handler's return value as per-request results, by index in `requests`: an array aligned with
+ * the requests, or a Map keyed by request id. Anything else resolves every request with null.
  */
-function resultsByRequest(value: unknown, size: number): ((request: SimpleRequest, index: number) => unknown) | undefined {
-  if (Array.isArray(value) && value.length === size) return (_request, index) => value[index];
-  if (value instanceof Map) return (request) => (value.has(request.id) ? value.get(request.id) : null);
-  return undefined;
+function returnedValues(value: unknown, requests: readonly SimpleRequest[]): (index: number) => unknown {
+  if (Array.isArray(value) && value.length === requests.length) return (index) => value[index];
+  if (value instanceof Map) {
+    return (index) => {
+      const { id } = requests[index];
+      return value.has(id) ? value.get(id) : null;
+    };
+  }
+  return () => null;
+}
+
+function isLive(envelope: Envelope): boolean {
+  return envelope.delivery === undefined || envelope.delivery.channel.open;
 }
 
 function describe(error: unknown): string {

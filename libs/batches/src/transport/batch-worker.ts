@@ -107,7 +107,7 @@ export class BatchWorker implements OnModuleDestroy {
     };
     const runner = new BatchRunner(handler, this.results, this.acks, this.logger);
     const marks = await runner.run([envelopeFor(message, handler.options.queue, this.options.hostname, handler.options.ignoreResult)]);
-    return { id, mark: marks.get(id) ?? { status: 'PENDING', result: null } };
+    return { id, mark: marks?.stateOf(id) ?? { status: 'PENDING', result: null } };
   }
 
   private handler(task: string): RegisteredHandler {
