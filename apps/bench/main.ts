@@ -8,6 +8,7 @@ import { deleteQueue, prepareBacklog, type MessageFormat } from './backlog.js';
 import type { Measurement, RunOptions } from './measurement.js';
 import { chart, summarize, table } from './report.js';
 import { celeryAvailable, celeryWorker } from './systems/celery.js';
+import { localBrokerPid, treeUsage } from './systems/process-tree.js';
 
 const run = promisify(execFile);
 const CHILD = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -17,6 +18,7 @@ const { values } = parseArgs({
     n: { type: 'string', default: process.env.BENCH_N ?? '100000' },
     runs: { type: 'string', default: process.env.BENCH_RUNS ?? '3' },
     'celery-n': { type: 'string', default: process.env.BENCH_CELERY_N ?? '20000' },
+    'memory-n': { type: 'string', default: process.env.BENCH_MEMORY_N ?? '300000' },
     out: { type: 'string', default: 'bench-results' },
     quick: { type: 'boolean', default: false },
   },
@@ -24,6 +26,9 @@ const { values } = parseArgs({
 const n = Number(values.n);
 const runs = Number(values.runs);
 const celeryN = Math.min(n, Number(values['celery-n']));
+// In-process runs are over in a fraction of a second at N = 100,000; a longer window averages out GC and machine noise.
+const memoryN = Math.min(n * 3, Number(values['memory-n']));
+const brokerPid = localBrokerPid();
 
 /** Runs one system in a child process of its own. */
 async function child(system: string, options: RunOptions): Promise<Measurement> {
@@ -31,12 +36,20 @@ async function child(system: string, options: RunOptions): Promise<Measurement> 
   return JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Measurement;
 }
 
-/** Fills a fresh queue with the backlog, lets `consume` drain it, deletes the queue. */
+/**
+ * Fills a fresh queue with the backlog, lets `consume` drain it, deletes the queue. When RabbitMQ
+ * runs on this machine, also reports the CPU it spent per message while the backlog drained.
+ */
 async function drain(format: MessageFormat, count: number, consume: (queue: string) => Promise<Measurement>): Promise<Measurement> {
   const queue = `bench.${process.pid}.${Date.now()}`;
   await prepareBacklog(queue, count, format);
   try {
-    return await consume(queue);
+    const brokerBefore = brokerPid && treeUsage(brokerPid).cpuSeconds;
+    const measurement = await consume(queue);
+    if (brokerPid && brokerBefore !== undefined && count > 0) {
+      measurement.brokerUsPerMessage = ((treeUsage(brokerPid).cpuSeconds - brokerBefore) / count) * 1e6;
+    }
+    return measurement;
   } finally {
     await deleteQueue(queue);
   }
@@ -71,7 +84,7 @@ if (celeryAvailable() && !values.quick) {
 const others: Array<{ label: string; measure: () => Promise<Measurement> }> = [
   { label: 'publish raw', measure: () => drain('celery', 0, (queue) => child('publish-raw', { n, queue })) },
   { label: 'publish client', measure: () => drain('celery', 0, (queue) => child('publish-client', { n, queue })) },
-  { label: 'memory pipeline', measure: () => child('memory-pipeline', { n, queue: 'bench', flushEvery: 100 }) },
+  { label: 'memory pipeline', measure: () => child('memory-pipeline', { n: memoryN, queue: 'bench', flushEvery: 100 }) },
 ];
 if (!values.quick) others.push({ label: 'lateness', measure: () => drain('celery', 0, (queue) => child('lateness', { n, queue })) });
 
@@ -82,7 +95,9 @@ for (let round = 1; round <= runs; round++) {
     const measurement = await measure();
     measurements.push(measurement);
     console.log(
-      `run ${round}/${runs} ${label}: ${Math.round(measurement.rate).toLocaleString('en-US')} msg/s, ${measurement.cpuSeconds.toFixed(2)} CPU s, ${Math.round(measurement.peakRssMb)} MB`,
+      `run ${round}/${runs} ${label}: ${Math.round(measurement.rate).toLocaleString('en-US')} msg/s, ${measurement.cpuSeconds.toFixed(2)} CPU s, ${Math.round(measurement.peakRssMb)} MB` +
+        (measurement.brokerUsPerMessage === undefined ? '' : `, broker ${measurement.brokerUsPerMessage.toFixed(0)} µs/msg`) +
+        (measurement.extra ? ` ${JSON.stringify(measurement.extra)}` : ''),
     );
   }
 }
@@ -91,7 +106,7 @@ const summaries = summarize(measurements);
 const find = (system: string) => summaries.find((summary) => summary.system === system);
 const ceilingRate = find('ceiling (raw amqplib)')?.median;
 console.log(
-  `\nN = ${n} (Python Celery: ${celeryN}), ${runs} runs, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}\n`,
+  `\nN = ${n} (Python Celery: ${celeryN}, memory:// pipeline: ${memoryN}), ${runs} runs, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}\n`,
 );
 const markdown = table(summaries, ceilingRate);
 console.log(markdown);
@@ -113,7 +128,7 @@ for (const [name, value, goal] of checks) console.log(`| ${name} | ${value === u
 mkdirSync(values.out, { recursive: true });
 writeFileSync(
   join(values.out, 'results.json'),
-  JSON.stringify({ n, celeryN, runs, node: process.version, cores: cpus().length, measurements, summaries }, null, 2),
+  JSON.stringify({ n, celeryN, memoryN, runs, node: process.version, cores: cpus().length, measurements, summaries }, null, 2),
 );
 const series = [1, 10, 100, 1000].flatMap((flushEvery) => {
   const summary = find(`nestjs-batches flushEvery ${flushEvery}`);

@@ -9,6 +9,8 @@ export interface Measurement {
   peakRssMb: number;
   /** Extra figures a system reports (e.g. lateness percentiles). */
   extra?: Record<string, number>;
+  /** CPU the local RabbitMQ spent per message while this system drained its backlog, µs. */
+  brokerUsPerMessage?: number;
 }
 
 export interface RunOptions {

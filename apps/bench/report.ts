@@ -9,6 +9,7 @@ export interface Summary {
   cpuSeconds: number;
   peakRssMb: number;
   extra?: Record<string, number>;
+  brokerUsPerMessage?: number;
 }
 
 function median(values: number[]): number {
@@ -29,6 +30,9 @@ export function summarize(measurements: Measurement[]): Summary[] {
     cpuSeconds: median(runs.map((run) => run.cpuSeconds)),
     peakRssMb: Math.max(...runs.map((run) => run.peakRssMb)),
     extra: medianExtras(runs),
+    brokerUsPerMessage: runs.every((run) => run.brokerUsPerMessage !== undefined)
+      ? median(runs.map((run) => run.brokerUsPerMessage ?? 0))
+      : undefined,
   }));
 }
 
@@ -44,19 +48,18 @@ const number = (value: number): string => Math.round(value).toLocaleString('en-U
 /** A Markdown table: the same text goes to the terminal and into the README. */
 export function table(summaries: Summary[], ceiling: number | undefined): string {
   const rows = [
-    '| system | messages/s (median) | min–max | × ceiling | CPU s | peak RSS MB |',
-    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    '| system | messages/s (median) | min–max | × ceiling | CPU s | peak RSS MB | broker CPU µs/msg |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...summaries.map((summary) => {
       const ratio =
-        ceiling && !summary.system.startsWith('publish') && !summary.system.startsWith('interval')
-          ? (summary.median / ceiling).toFixed(2)
-          : '';
+        // Only consumers of the same RabbitMQ backlog compare with the ceiling.
+        ceiling && !/^(publish|interval|memory)/.test(summary.system) ? (summary.median / ceiling).toFixed(2) : '';
       const extra = summary.extra
         ? ` (${Object.entries(summary.extra)
             .map(([key, value]) => `${key} ${value.toFixed(1)}`)
             .join(', ')})`
         : '';
-      return `| ${summary.system}${extra} | ${number(summary.median)} | ${number(summary.min)}–${number(summary.max)} | ${ratio} | ${summary.cpuSeconds.toFixed(2)} | ${Math.round(summary.peakRssMb)} |`;
+      return `| ${summary.system}${extra} | ${number(summary.median)} | ${number(summary.min)}–${number(summary.max)} | ${ratio} | ${summary.cpuSeconds.toFixed(2)} | ${Math.round(summary.peakRssMb)} | ${summary.brokerUsPerMessage === undefined ? '' : Math.round(summary.brokerUsPerMessage)} |`;
     }),
   ];
   return rows.join('\n');

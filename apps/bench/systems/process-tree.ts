@@ -34,3 +34,13 @@ export function treeUsage(pid: number): { cpuSeconds: number; peakRssMb: number 
   }
   return { cpuSeconds: ticks / TICKS_PER_SECOND, peakRssMb: peakKb / 1024 };
 }
+
+/** The local RabbitMQ server's pid (its Erlang VM was started with `-s rabbit boot`), or undefined when it runs elsewhere. */
+export function localBrokerPid(): number | undefined {
+  try {
+    const pid = Number(execFileSync('pgrep', ['-o', '-f', 'rabbit boot'], { encoding: 'utf8' }).trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined; // pgrep exits 1 when nothing matches
+  }
+}
