@@ -37,12 +37,30 @@ async function child(system: string, options: RunOptions): Promise<Measurement> 
 }
 
 /**
+ * Waits, at most 20 s, until the local broker uses under a tenth of a core for half a second: what
+ * an earlier step left it to do (persisting a backlog, deleting a queue of 100,000 persistent
+ * messages) belongs to no one's measurement.
+ */
+async function brokerQuiet(): Promise<void> {
+  if (!brokerPid) return;
+  const deadline = Date.now() + 20_000;
+  let before = treeUsage(brokerPid).cpuSeconds;
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const now = treeUsage(brokerPid).cpuSeconds;
+    if (now - before < 0.05) return;
+    before = now;
+  }
+}
+
+/**
  * Fills a fresh queue with the backlog, lets `consume` drain it, deletes the queue. When RabbitMQ
  * runs on this machine, also reports the CPU it spent per message while the backlog drained.
  */
 async function drain(format: MessageFormat, count: number, consume: (queue: string) => Promise<Measurement>): Promise<Measurement> {
   const queue = `bench.${process.pid}.${Date.now()}`;
   await prepareBacklog(queue, count, format);
+  await brokerQuiet();
   try {
     const brokerBefore = brokerPid && treeUsage(brokerPid).cpuSeconds;
     const measurement = await consume(queue);
@@ -92,6 +110,7 @@ const measurements: Measurement[] = [];
 for (let round = 1; round <= runs; round++) {
   // Systems alternate within each round, so machine noise spreads over all of them alike.
   for (const { label, measure } of [...consumers, ...others]) {
+    await brokerQuiet();
     const measurement = await measure();
     measurements.push(measurement);
     console.log(

@@ -45,36 +45,30 @@ export class BatchRunner {
   }
 
   private async settle(batch: readonly Envelope[], requests: readonly SimpleRequest[], marks: BatchMarks, outcome: Outcome): Promise<void> {
-    let done: readonly Envelope[];
+    let done: Envelope[] = [];
     const again: Array<{ envelope: Envelope; error: unknown }> = [];
+    const returned = outcome.ok ? returnedValues(outcome.value, requests) : undefined;
+    // Most handlers mark nothing: then no request needs looking up.
+    const marked = marks.marks.size > 0;
+    const unmarked: SimpleRequest[] = [];
+    const values: unknown[] = [];
+    batch.forEach((envelope, index) => {
+      const mark = marked ? marks.marks.get(envelope.request.id) : undefined;
+      if (mark?.status === 'RETRY') {
+        again.push({ envelope, error: mark.result });
+      } else if (mark) {
+        done.push(envelope);
+      } else if (returned) {
+        unmarked.push(envelope.request);
+        values.push(returned(index));
+        done.push(envelope);
+      } else {
+        again.push({ envelope, error: outcome.ok ? undefined : outcome.error });
+      }
+    });
     // Beyond celery-batches: an unmarked request takes its returned value, or null, never PENDING forever.
-    if (outcome.ok && marks.marks.size === 0) {
-      // The common case: the handler marked nothing, so its return resolves every request.
-      done = batch;
-      void this.results.resolveUnmarked(marks, requests, returnedValues(outcome.value, requests));
-    } else {
-      const returned = outcome.ok ? returnedValues(outcome.value, requests) : undefined;
-      const settled: Envelope[] = [];
-      const unmarked: SimpleRequest[] = [];
-      const values: unknown[] = [];
-      batch.forEach((envelope, index) => {
-        const mark = marks.marks.get(envelope.request.id);
-        if (mark?.status === 'RETRY') {
-          again.push({ envelope, error: mark.result });
-        } else if (mark) {
-          settled.push(envelope);
-        } else if (returned) {
-          unmarked.push(envelope.request);
-          values.push(returned(index));
-          settled.push(envelope);
-        } else {
-          again.push({ envelope, error: outcome.ok ? undefined : outcome.error });
-        }
-      });
-      done = settled;
-      if (unmarked.length > 0) void this.results.resolveUnmarked(marks, unmarked, (index) => values[index]);
-      if (!outcome.ok) this.logFailure(again.length, outcome.error);
-    }
+    if (unmarked.length > 0) void this.results.resolveUnmarked(marks, unmarked, (index) => values[index]);
+    if (!outcome.ok) this.logFailure(again.length, outcome.error);
     const writeFailure = await Promise.all(marks.writes).then(
       () => undefined,
       (error: unknown) => error ?? new Error('result write failed'),
