@@ -67,8 +67,14 @@ export function table(summaries: Summary[], ceiling: number | undefined): string
 
 /** Throughput by flushEvery (log scale) with the ceiling and the peers as labelled reference lines. */
 export function chart(series: Array<{ flushEvery: number; rate: number }>, references: Array<{ label: string; rate: number }>): string {
-  const [width, height, left, right, top, bottom] = [720, 400, 70, 190, 30, 50];
-  const top_ = Math.max(...series.map((point) => point.rate), ...references.map((reference) => reference.rate), 1) * 1.1;
+  const [width, height, left, right, top, bottom] = [880, 400, 70, 300, 30, 50];
+  const highest = Math.max(...series.map((point) => point.rate), ...references.map((reference) => reference.rate), 1);
+  // Four ticks on a round step just above the highest line.
+  const magnitude = 10 ** Math.floor(Math.log10(highest / 4));
+  const step =
+    [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10].map((factor) => factor * magnitude).find((candidate) => candidate * 4 >= highest * 1.05) ??
+    10 * magnitude;
+  const top_ = step * 4;
   const x = (flushEvery: number): number => left + (Math.log10(flushEvery) / 3) * (width - left - right);
   const y = (rate: number): number => height - bottom - (rate / top_) * (height - top - bottom);
   const colors = ['#d62728', '#7f7f7f', '#2ca02c', '#9467bd', '#8c564b'];
@@ -84,16 +90,23 @@ export function chart(series: Array<{ flushEvery: number; rate: number }>, refer
   }
   parts.push(`<text x="${(left + width - right) / 2}" y="${height - 12}" text-anchor="middle">flushEvery</text>`);
   for (let tick = 0; tick <= 4; tick++) {
-    const rate = (top_ / 4) * tick;
+    const rate = step * tick;
     parts.push(`<text x="${left - 6}" y="${y(rate) + 4}" text-anchor="end">${number(rate)}</text>`);
   }
-  references.forEach((reference, index) => {
-    const color = colors[index % colors.length];
-    parts.push(
-      `<line x1="${left}" y1="${y(reference.rate)}" x2="${width - right}" y2="${y(reference.rate)}" stroke="${color}" stroke-dasharray="6 4"/>`,
-    );
-    parts.push(`<text x="${width - right + 6}" y="${y(reference.rate) + 4}" fill="${color}">${reference.label}</text>`);
-  });
+  // Labels go top to bottom, at least a line apart, so close reference lines stay readable.
+  let lastLabelY = -Infinity;
+  references
+    .map((reference, index) => ({ ...reference, color: colors[index % colors.length] }))
+    .toSorted((a, b) => b.rate - a.rate)
+    .forEach((reference) => {
+      const lineY = y(reference.rate);
+      const labelY = Math.max(lineY + 4, lastLabelY + 13);
+      lastLabelY = labelY;
+      parts.push(
+        `<line x1="${left}" y1="${lineY}" x2="${width - right}" y2="${lineY}" stroke="${reference.color}" stroke-dasharray="6 4"/>`,
+      );
+      parts.push(`<text x="${width - right + 6}" y="${labelY}" fill="${reference.color}">${reference.label}</text>`);
+    });
   const points = series.map((point) => `${x(point.flushEvery)},${y(point.rate)}`).join(' ');
   parts.push(`<polyline points="${points}" fill="none" stroke="#1f77b4" stroke-width="2"/>`);
   for (const point of series) parts.push(`<circle cx="${x(point.flushEvery)}" cy="${y(point.rate)}" r="4" fill="#1f77b4"/>`);
