@@ -39,7 +39,7 @@ interface Drain {
  * A worker that makes no progress for 3 s is reported as stalled instead of being waited out
  * (python/bench_app.py works around the kombu bug that used to cause it).
  */
-async function drainOnce(channel: Channel, queue: string, n: number, pool: CeleryPool): Promise<Drain> {
+async function runWorker(channel: Channel, queue: string, n: number, pool: CeleryPool): Promise<Drain> {
   const concurrency = pool === 'solo' ? '1' : '2';
   const worker = spawn(
     PYTHON,
@@ -111,7 +111,7 @@ async function drainOnce(channel: Channel, queue: string, n: number, pool: Celer
 export async function celeryWorker({ n, queue }: RunOptions, pool: CeleryPool): Promise<Measurement> {
   const connection = await amqplib.connect(AMQP_URL);
   try {
-    const drain = await drainOnce(await connection.createChannel(), queue, n, pool);
+    const drain = await runWorker(await connection.createChannel(), queue, n, pool);
     return {
       system: `Python Celery ${pool === 'solo' ? '-P solo' : 'prefork -c 2'}`,
       rate: drain.drained / drain.seconds,

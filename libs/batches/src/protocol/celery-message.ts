@@ -62,7 +62,7 @@ const DEFAULT_EMBEDS = [
 
 /**
  * JSON.parse, but a v2 body ending in the default embed is parsed as `[args, kwargs]` alone: the
- * worker never reads the embed, and building it is a third of the parse. Anything else, including
+ * worker never reads the embed, and building it is over half of the parse. Anything else, including
  * a head that does not parse as two elements, takes the full parse, so the outcome is the same.
  */
 function parseBody(text: string): unknown {
