@@ -13,7 +13,7 @@ export class BatchMarks {
   readonly marks = new Map<string, RecordedMark>();
   readonly writes: Promise<void>[] = [];
   private byId?: Map<string, SimpleRequest>;
-  private resolved?: { requests: readonly SimpleRequest[]; valueOf: (index: number) => unknown };
+  private resolved?: { requests: readonly SimpleRequest[]; values: readonly unknown[] };
 
   constructor(readonly requests: readonly SimpleRequest[]) {}
 
@@ -28,12 +28,12 @@ export class BatchMarks {
     const mark = this.marks.get(id);
     if (mark || !this.resolved) return mark;
     const index = this.resolved.requests.findIndex((request) => request.id === id);
-    return index < 0 ? undefined : { status: 'SUCCESS', result: this.resolved.valueOf(index) };
+    return index < 0 ? undefined : { status: 'SUCCESS', result: this.resolved.values[index] };
   }
 
-  /** Records which requests the return resolved; looked up only by `stateOf`, so nothing is copied. */
-  resolvedBy(requests: readonly SimpleRequest[], valueOf: (index: number) => unknown): void {
-    this.resolved = { requests, valueOf };
+  /** Records which requests the return resolved, looked up only by `stateOf`: no mark per request. */
+  resolvedBy(requests: readonly SimpleRequest[], values: readonly unknown[]): void {
+    this.resolved = { requests, values };
   }
 }
 
@@ -96,10 +96,10 @@ export abstract class ResultBackend {
 
   /**
    * Called by the worker after a handler resolved: stores SUCCESS for the requests it left
-   * unmarked, `valueOf(index)` being what its return gave `requests[index]`, in one write.
+   * unmarked, with the values its return gave them, in one write.
    */
-  resolveUnmarked(batch: BatchMarks, requests: readonly SimpleRequest[], valueOf: (index: number) => unknown): Promise<void> {
-    batch.resolvedBy(requests, valueOf);
+  resolveUnmarked(batch: BatchMarks, requests: readonly SimpleRequest[], values: readonly unknown[]): Promise<void> {
+    batch.resolvedBy(requests, values);
     const dateDone = celeryTimestamp();
     const metas: TaskMeta[] = [];
     for (let index = 0; index < requests.length; index++) {
@@ -107,7 +107,7 @@ export abstract class ResultBackend {
       if (request.ignoreResult) continue;
       metas.push({
         status: 'SUCCESS',
-        result: valueOf(index),
+        result: values[index],
         traceback: null,
         children: NO_CHILDREN,
         date_done: dateDone,

@@ -67,7 +67,7 @@ export class BatchRunner {
       }
     });
     // Beyond celery-batches: an unmarked request takes its returned value, or null, never PENDING forever.
-    if (unmarked.length > 0) void this.results.resolveUnmarked(marks, unmarked, (index) => values[index]);
+    if (unmarked.length > 0) void this.results.resolveUnmarked(marks, unmarked, values);
     if (!outcome.ok) this.logFailure(again.length, outcome.error);
     const writeFailure = await Promise.all(marks.writes).then(
       () => undefined,
@@ -79,7 +79,7 @@ export class BatchRunner {
       for (const envelope of done) again.push({ envelope, error: writeFailure });
       done = [];
     }
-    const redelivered = again.length > 0 ? await Promise.all(again.map(({ envelope, error }) => this.retryOrFail(envelope, error))) : [];
+    const redelivered = await Promise.all(again.map(({ envelope, error }) => this.retryOrFail(envelope, error)));
     const toAck: Delivery[] = [];
     for (const envelope of done) if (envelope.delivery) toAck.push(envelope.delivery);
     for (const delivery of redelivered) if (delivery) toAck.push(delivery);
