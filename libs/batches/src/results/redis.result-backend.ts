@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { optionalPeer } from '../optional-peer.js';
 import { ResultBackend } from './result-backend.js';
 import { ResultWaiters } from './result-waiters.js';
 import { pendingResult, toTaskResult, type TaskMeta, type TaskResult, type WaitOptions } from './task-result.js';
@@ -44,11 +45,12 @@ export class RedisResultBackend extends ResultBackend {
     private readonly expiresMs: number,
   ) {
     super();
+    const RedisClient = redisClass(url);
     if (!Number.isInteger(expiresMs) || expiresMs <= 0) {
       throw new RangeError(`resultExpires must be a positive whole number of milliseconds, got ${expiresMs}`);
     }
     // Auto-pipelining sends a batch's many result writes in one round trip; null retries: writes wait out a reconnect.
-    const client = new Redis(url, { enableAutoPipelining: true, maxRetriesPerRequest: null });
+    const client = new RedisClient(url, { enableAutoPipelining: true, maxRetriesPerRequest: null });
     client.defineCommand('storeCeleryMeta', { numberOfKeys: 1, lua: STORE_SCRIPT });
     reportErrors(client, 'connection');
     this.client = client as CeleryRedis;
@@ -131,4 +133,10 @@ function reportErrors(connection: Redis, role: string): void {
 async function quit(connection: Redis): Promise<void> {
   connection.options.retryStrategy = () => null;
   await connection.quit().catch(() => undefined);
+}
+
+/** ioredis is an optional peer: only `redis://` result backends load it. */
+function redisClass(url: string): typeof Redis {
+  const redacted = url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+  return optionalPeer<{ Redis: typeof Redis }>('ioredis', `\`resultBackend: '${redacted}'\``).Redis;
 }
