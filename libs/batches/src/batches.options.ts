@@ -25,6 +25,19 @@ export interface BatchesModuleOptions {
   eager?: boolean;
   /** Messages larger than this (bytes) are dead-lettered instead of decoded. */
   maxMessageBytes?: number;
+  /**
+   * Whether `listen()` / `startAllMicroservices()` waits until every queue is consumed. By default
+   * (false) they resolve at once and the worker connects in the background, so the app starts while
+   * RabbitMQ is down; errors that retrying cannot fix are logged and stop the worker either way.
+   */
+  waitForBroker?: boolean;
+  /** How long (ms) `delay`/`applyAsync` wait for the broker to confirm a message before rejecting. */
+  publishTimeout?: number;
+  /**
+   * How long (ms) closing may take to drain buffers, run batches and store results. Past it the
+   * worker stops waiting, logs what it leaves unacked (RabbitMQ redelivers it) and closes.
+   */
+  shutdownTimeout?: number;
 }
 
 /** Options of `@BatchHandler(name, options)`. Unset fields take the module's defaults. */
@@ -62,6 +75,9 @@ export const BATCHES_DEFAULTS = {
   eager: false,
   maxMessageBytes: 16 * 1024 * 1024,
   concurrency: 1,
+  waitForBroker: false,
+  publishTimeout: 30_000,
+  shutdownTimeout: 20_000,
 } as const;
 
 export interface ResolvedModuleOptions {
@@ -76,6 +92,9 @@ export interface ResolvedModuleOptions {
   hostname: string;
   eager: boolean;
   maxMessageBytes: number;
+  waitForBroker: boolean;
+  publishTimeout: number;
+  shutdownTimeout: number;
 }
 
 export interface ResolvedHandlerOptions {
@@ -156,6 +175,19 @@ export function resolveModuleOptions(options: BatchesModuleOptions = {}): Resolv
     hostname: options.hostname ?? `nestjs-batches@${process.env.HOSTNAME ?? 'localhost'}`,
     eager: options.eager ?? BATCHES_DEFAULTS.eager,
     maxMessageBytes: positiveInteger(where, 'maxMessageBytes', options.maxMessageBytes ?? BATCHES_DEFAULTS.maxMessageBytes, hint),
+    waitForBroker: options.waitForBroker ?? BATCHES_DEFAULTS.waitForBroker,
+    publishTimeout: positiveInteger(
+      where,
+      'publishTimeout',
+      options.publishTimeout ?? BATCHES_DEFAULTS.publishTimeout,
+      'It is in milliseconds.',
+    ),
+    shutdownTimeout: positiveInteger(
+      where,
+      'shutdownTimeout',
+      options.shutdownTimeout ?? BATCHES_DEFAULTS.shutdownTimeout,
+      'It is in milliseconds.',
+    ),
   };
 }
 

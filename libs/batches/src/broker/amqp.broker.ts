@@ -1,8 +1,18 @@
 import { Logger } from '@nestjs/common';
 import { EventEmitter } from 'node:events';
 import { connect, type AmqpConnectionManager, type ChannelWrapper } from 'amqp-connection-manager';
-import type { Channel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
-import type { Broker, BrokerEvent, ConsumeOptions, Delivery, DeliveryChannel, OutgoingMessage, QueueConsumer } from './broker.interface.js';
+import type { Channel, ChannelModel, ConsumeMessage, Message } from 'amqplib';
+import { BrokerFailedError, declarationConflict, PublishTimeoutError, unrecoverableConnectError } from './broker-errors.js';
+import type {
+  Broker,
+  BrokerEvent,
+  ConsumeOptions,
+  Delivery,
+  DeliveryChannel,
+  OutgoingMessage,
+  PublishOptions,
+  QueueConsumer,
+} from './broker.interface.js';
 
 /** Celery's exchange type: a queue `q` is bound to direct exchange `q` with key `q` (kombu's `Queue('q')`). */
 const EXCHANGE_TYPE = 'direct';
@@ -10,8 +20,9 @@ const EXCHANGE_TYPE = 'direct';
 const logger = new Logger('BatchesServer');
 
 /**
- * RabbitMQ through amqp-connection-manager: reconnects, re-declares and re-consumes by itself,
- * and publishes on a confirm channel that keeps unconfirmed messages across reconnects.
+ * RabbitMQ through amqp-connection-manager: reconnects and re-consumes by itself, and publishes on
+ * a confirm channel that keeps unconfirmed messages across reconnects. Errors that reconnecting
+ * cannot fix stop it for good (`failure`), with one log line naming the cause and the fix.
  */
 export class AmqpBroker implements Broker {
   readonly url: string;
@@ -19,18 +30,43 @@ export class AmqpBroker implements Broker {
   private readonly publisher: ChannelWrapper;
   private readonly events = new EventEmitter();
   private readonly consumers = new Set<AmqpQueueConsumer>();
+  /** Declarations made on the current connection; like kombu, declared again after a reconnect. */
   private readonly declared = new Map<string, Promise<void>>();
+  private failedAttempts = 0;
+  private closed = false;
+  private stop!: (error: Error) => void;
+  /** Rejects once the broker failed or was closed: what waits for it should stop waiting. */
+  private readonly stopped = new Promise<never>((_resolve, reject) => (this.stop = reject));
+  /** Set once an error that retrying cannot fix has stopped the broker. */
+  failure?: BrokerFailedError;
 
   constructor(urls: string[]) {
     this.url = urls.map(redact).join(', ');
+    this.events.setMaxListeners(0);
+    this.stopped.catch(() => undefined);
     this.connection = connect(urls, { heartbeatIntervalInSeconds: 5, reconnectTimeInSeconds: 1 });
-    this.connection.on('connect', ({ url }) => this.events.emit('connect', redact(String(url))));
+    // Registered before any channel's: the declaration cache is cleared before channels set up again.
+    this.connection.on('connect', ({ url }) => {
+      this.declared.clear();
+      if (this.failedAttempts > 0) logger.log(`Connected to ${redact(String(url))} after ${this.failedAttempts} failed attempt(s)`);
+      this.failedAttempts = 0;
+      this.events.emit('connect', redact(String(url)));
+    });
     this.connection.on('disconnect', ({ err }) => {
+      this.declared.clear();
+      if (this.closed || this.failure) return;
       logger.warn(`Lost the connection to ${this.url} (${err?.message ?? 'closed'}); reconnecting`);
       this.events.emit('disconnect', err);
     });
-    this.connection.on('connectFailed', ({ err }) => {
-      logger.warn(`Cannot connect to ${this.url} (${err?.message ?? 'refused'}); retrying`);
+    this.connection.on('connectFailed', ({ err, url }) => {
+      if (this.closed || this.failure) return;
+      const fatal = unrecoverableConnectError(err, redact(String(url ?? this.url)));
+      if (fatal) return void this.fail(fatal);
+      this.failedAttempts++;
+      // 1, 2, 4, 8… attempts: a broker that stays down is reported without a line every second.
+      if ((this.failedAttempts & (this.failedAttempts - 1)) === 0) {
+        logger.warn(`Cannot connect to ${this.url} (${err?.message ?? 'refused'}); retrying every second (attempt ${this.failedAttempts})`);
+      }
       this.events.emit('disconnect', err);
     });
     this.publisher = this.connection.createChannel({ confirm: true });
@@ -39,32 +75,43 @@ export class AmqpBroker implements Broker {
   }
 
   declareQueue(queue: string, exchange = queue): Promise<void> {
-    return this.declareOnce(`queue:${exchange}:${queue}`, (channel) => declareCeleryQueue(channel, queue, exchange));
+    return this.declareOnce(queue, `queue:${exchange}:${queue}`, (channel) => declareCeleryQueue(channel, queue, exchange));
   }
 
   declareDeadLetterQueue(queue: string): Promise<void> {
-    return this.declareOnce(`dead:${queue}`, async (channel) => {
+    return this.declareOnce(queue, `dead:${queue}`, async (channel) => {
       await channel.assertQueue(queue, { durable: true, autoDelete: false, exclusive: false });
     });
   }
 
   async consume(queue: string, options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<QueueConsumer> {
-    const consumer = new AmqpQueueConsumer(this.connection, queue, options.prefetch, onDelivery);
+    const consumer = new AmqpQueueConsumer(this.connection, queue, options.prefetch, onDelivery, () => this.declareQueue(queue));
     this.consumers.add(consumer);
-    await consumer.start();
+    await Promise.race([consumer.start(), this.stopped]);
     return consumer;
   }
 
-  async publish(message: OutgoingMessage): Promise<void> {
-    await this.publisher.publish(message.exchange, message.routingKey, message.body, message.properties);
+  async publish(message: OutgoingMessage, options: PublishOptions = {}): Promise<void> {
+    if (this.failure) throw this.failure;
+    try {
+      await this.publisher.publish(message.exchange, message.routingKey, message.body, { ...message.properties, timeout: options.timeout });
+    } catch (error) {
+      if (this.failure) throw this.failure;
+      if (error instanceof Error && error.message === 'timeout') {
+        throw new PublishTimeoutError(
+          `RabbitMQ at ${this.url} did not confirm the message to '${message.routingKey}' within ${options.timeout} ms; it may not have been sent.`,
+        );
+      }
+      throw error;
+    }
   }
 
   on(event: BrokerEvent, listener: (detail?: unknown) => void): void {
     this.events.on(event, listener);
   }
 
-  ready(): Promise<void> {
-    return this.publisher.waitForConnect();
+  async ready(): Promise<void> {
+    await this.connected();
   }
 
   /** The underlying amqp-connection-manager connection (for `BatchesServer.unwrap()`). */
@@ -73,22 +120,84 @@ export class AmqpBroker implements Broker {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    this.events.emit('closed');
+    this.stop(new Error(`The broker connection to ${this.url} is closed`));
     // Closing a channel hands its unacked messages back to the queue.
     await Promise.all([...this.consumers].map((consumer) => consumer.close()));
     await this.publisher.close();
     await this.connection.close();
   }
 
-  private declareOnce(key: string, declare: (channel: ConfirmChannel) => Promise<void>): Promise<void> {
+  /** Stops for good: no more reconnects; waiting declarations, consumers and publishes get `error`. */
+  private fail(error: BrokerFailedError): BrokerFailedError {
+    if (this.failure) return this.failure;
+    this.failure = error;
+    logger.error(error.message);
+    this.stop(error);
+    this.events.emit('failed', error);
+    void this.connection.close().catch(() => undefined);
+    return error;
+  }
+
+  /** The current connection, once there is one. */
+  private async connected(): Promise<ChannelModel> {
+    for (;;) {
+      if (this.failure) throw this.failure;
+      if (this.closed) throw new Error(`The broker connection to ${this.url} is closed`);
+      const current = this.connection.connection;
+      if (current) return current;
+      await new Promise<void>((resolve) => {
+        const wake = (): void => {
+          this.connection.off('connect', wake);
+          this.events.off('failed', wake);
+          this.events.off('closed', wake);
+          resolve();
+        };
+        this.connection.on('connect', wake);
+        this.events.on('failed', wake);
+        this.events.on('closed', wake);
+      });
+    }
+  }
+
+  private declareOnce(queue: string, key: string, declare: (channel: Channel) => Promise<void>): Promise<void> {
     let declared = this.declared.get(key);
     if (!declared) {
-      // addSetup runs at once only on a connected channel, so wait for one; as a setup it also runs on every reconnect.
-      declared = this.publisher.waitForConnect().then(() => this.publisher.addSetup(declare));
+      declared = this.onOwnChannel(queue, declare);
       this.declared.set(key, declared);
       declared.catch(() => this.declared.delete(key));
     }
     return declared;
   }
+
+  /**
+   * Runs a declaration on a channel of its own, so a refused declaration (which closes its channel)
+   * never takes the publisher or a consumer down with it. A lost connection means: again on the next.
+   */
+  private async onOwnChannel(queue: string, work: (channel: Channel) => Promise<void>): Promise<void> {
+    for (;;) {
+      const connection = await this.connected();
+      try {
+        const channel = await connection.createChannel();
+        channel.on('error', () => undefined); // the refused call rejects with the same error
+        await work(channel);
+        await channel.close().catch(() => undefined);
+        return;
+      } catch (error) {
+        const conflict = declarationConflict(error, queue);
+        if (conflict) throw this.fail(conflict);
+        if (this.failure || this.closed || !isConnectionLoss(error)) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  }
+}
+
+function isConnectionLoss(error: unknown): boolean {
+  return (
+    error instanceof Error && (error.name === 'IllegalOperationError' || /Connection closed|Socket closed|ECONNRESET/.test(error.message))
+  );
 }
 
 /** One channel per queue: its prefetch is the queue's own, and its deliveries carry the channel they came on. */
@@ -96,26 +205,33 @@ class AmqpQueueConsumer implements QueueConsumer {
   private readonly wrapper: ChannelWrapper;
   private current?: { channel: Channel; consumerTag: string };
   private cancelled = false;
+  private consuming?: () => void;
+  /** Resolves once the first setup consumes. */
+  readonly started = new Promise<void>((resolve) => (this.consuming = resolve));
 
   constructor(
     connection: AmqpConnectionManager,
     private readonly queue: string,
     private prefetch: number,
     private readonly onDelivery: (delivery: Delivery) => void,
+    private readonly declare: () => Promise<void>,
   ) {
     this.wrapper = connection.createChannel({ confirm: false });
     // The wrapper reopens the channel; deliveries of the old one are already marked closed.
-    this.wrapper.on('error', (error: Error) => logger.warn(`Channel consuming '${queue}' failed: ${error.message}`));
+    this.wrapper.on('error', (error: Error) => {
+      if (!(error instanceof BrokerFailedError)) logger.warn(`Channel consuming '${queue}' failed: ${error.message}`);
+    });
   }
 
-  start(): Promise<void> {
-    return this.wrapper.addSetup((channel: Channel) => this.setup(channel));
+  async start(): Promise<void> {
+    await this.wrapper.addSetup((channel: Channel) => this.setup(channel));
+    await this.started;
   }
 
   private async setup(channel: Channel): Promise<void> {
     if (this.cancelled) return;
-    // Declared on every (re)connect: consuming a queue the broker lost would fail the channel.
-    await declareCeleryQueue(channel, this.queue, this.queue);
+    // Declared on every (re)connect, on a channel of its own: consuming a queue the broker lost would fail this one.
+    await this.declare();
     const live = new LiveChannel(channel);
     channel.once('close', () => live.markClosed());
     channel.on('error', (error: Error) => {
@@ -141,6 +257,7 @@ class AmqpQueueConsumer implements QueueConsumer {
       { noAck: false },
     );
     this.current = { channel, consumerTag };
+    this.consuming?.();
   }
 
   async setPrefetch(prefetch: number): Promise<void> {

@@ -37,6 +37,11 @@ export interface Delivery {
   readonly channel: DeliveryChannel;
 }
 
+export interface PublishOptions {
+  /** Reject with a `PublishTimeoutError` when the broker has not confirmed the message within this many ms. */
+  timeout?: number;
+}
+
 export interface ConsumeOptions {
   prefetch: number;
 }
@@ -48,10 +53,13 @@ export interface QueueConsumer {
   cancel(): Promise<void>;
 }
 
-export type BrokerEvent = 'connect' | 'disconnect';
+/** `failed`: an error that reconnecting cannot fix stopped the broker for good. */
+export type BrokerEvent = 'connect' | 'disconnect' | 'failed';
 
 export interface Broker {
   readonly url: string;
+  /** Set once an error that reconnecting cannot fix (credentials, vhost, TLS, a conflicting queue) stopped the broker. */
+  readonly failure?: Error;
   /**
    * Declares `queue` the way Celery does: a durable queue bound with key `queue` to the durable
    * direct exchange of the same name (`celery` for the default queue).
@@ -61,7 +69,7 @@ export interface Broker {
   declareDeadLetterQueue(queue: string): Promise<void>;
   consume(queue: string, options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<QueueConsumer>;
   /** Resolves once the broker has confirmed the message; survives reconnects. */
-  publish(message: OutgoingMessage): Promise<void>;
+  publish(message: OutgoingMessage, options?: PublishOptions): Promise<void>;
   on(event: BrokerEvent, listener: (detail?: unknown) => void): void;
   /** Resolves once connected (or at once for in-process brokers). */
   ready(): Promise<void>;

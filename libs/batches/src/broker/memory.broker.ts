@@ -98,6 +98,8 @@ class MemoryQueue {
   private readonly consumers: MemoryConsumer[] = [];
   private next = 0;
   private scheduled = false;
+  /** Waiters for the moment no message is left waiting. */
+  private emptied: Array<() => void> = [];
 
   push(message: StoredMessage): void {
     this.ready.push(message);
@@ -128,16 +130,25 @@ class MemoryQueue {
     return { ready: this.ready.length - this.head, unacked: this.consumers.reduce((sum, consumer) => sum + consumer.unackedCount, 0) };
   }
 
+  /** Resolves once every waiting message has been handed to a consumer. */
+  drained(): Promise<void> {
+    if (this.head >= this.ready.length) return Promise.resolve();
+    return new Promise((resolve) => this.emptied.push(resolve));
+  }
+
   take(): StoredMessage[] {
     const taken = this.ready.slice(this.head);
     this.ready = [];
     this.head = 0;
+    this.wakeDrainers();
     return taken;
   }
 
   closeConsumers(): void {
     // closeChannel() removes the consumer from the list.
     while (this.consumers.length > 0) this.consumers[0].closeChannel();
+    // With no consumer left, nothing more will be delivered.
+    this.wakeDrainers();
   }
 
   schedule(): void {
@@ -168,6 +179,13 @@ class MemoryQueue {
       this.ready = this.ready.slice(this.head);
       this.head = 0;
     }
+    if (this.head >= this.ready.length) this.wakeDrainers();
+  }
+
+  private wakeDrainers(): void {
+    const waiters = this.emptied;
+    this.emptied = [];
+    for (const resolve of waiters) resolve();
   }
 }
 
@@ -220,7 +238,12 @@ class MemoryConsumer implements QueueConsumer, DeliveryChannel {
     this.queue.schedule();
   }
 
+  /**
+   * Nothing in memory survives the process, so what was published before the cancel is delivered
+   * first (the caller's handlers run it while it drains); then deliveries stop.
+   */
   async cancel(): Promise<void> {
+    if (this.open) await this.queue.drained();
     this.consuming = false;
   }
 

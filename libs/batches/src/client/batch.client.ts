@@ -3,6 +3,7 @@ import { defer, map, type Observable } from 'rxjs';
 import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
 import type { ResolvedModuleOptions } from '../batches.options.js';
 import type { Broker } from '../broker/broker.interface.js';
+import { PublishTimeoutError } from '../broker/broker-errors.js';
 import { encodeTaskMessage } from '../protocol/celery-message.js';
 import { ResultBackend } from '../results/result-backend.js';
 import type { WaitOptions } from '../results/task-result.js';
@@ -26,6 +27,11 @@ export interface ApplyAsyncOptions {
   queue?: string;
   /** Ask the worker not to store a result. */
   ignoreResult?: boolean;
+  /**
+   * Reject with a `PublishTimeoutError` if the broker has not confirmed the message within this many
+   * ms (the module's `publishTimeout` by default). Messages survive short reconnects meanwhile.
+   */
+  timeout?: number;
 }
 
 export interface ApplyOptions {
@@ -71,8 +77,21 @@ export class BatchClient {
       ignoreResult: options.ignoreResult,
       origin: this.options.hostname,
     });
-    await this.broker.declareQueue(queue);
-    await this.broker.publish({ exchange: queue, routingKey: queue, body: encoded.body, properties: encoded.properties });
+    const timeout = options.timeout ?? this.options.publishTimeout;
+    const deadline = now + timeout;
+    try {
+      await withTimeout(this.broker.declareQueue(queue), timeout);
+      await this.broker.publish(
+        { exchange: queue, routingKey: queue, body: encoded.body, properties: encoded.properties },
+        { timeout: Math.max(1, deadline - Date.now()) },
+      );
+    } catch (error) {
+      if (!(error instanceof PublishTimeoutError)) throw error;
+      throw new PublishTimeoutError(
+        `Sending '${name}' (task ${encoded.id}) to ${this.broker.url} was not confirmed within ${timeout} ms, so it may not have been sent. ` +
+          'Check that the broker is up, or raise `publishTimeout` (module option) or `timeout` (applyAsync option).',
+      );
+    }
     return new AsyncResult<T>(encoded.id, this.results);
   }
 
@@ -90,5 +109,16 @@ export class BatchClient {
   /** Nest-style request/response: `data` becomes `args[0]`; emits the task's result. */
   send<T = unknown>(name: string, data: unknown, options?: WaitOptions): Observable<T> {
     return defer(async () => (await this.applyAsync<T>(name, { args: [data] })).get(options));
+  }
+}
+
+/** `promise`, or a `PublishTimeoutError` once `ms` have passed. */
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(new PublishTimeoutError('timeout')), ms)));
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -80,11 +80,23 @@ export class AckTracker {
 
 /** The trackers of every channel deliveries came on; a channel's tracker goes with the channel. */
 export class AckTrackers {
-  private readonly trackers = new WeakMap<DeliveryChannel, AckTracker>();
+  private readonly trackers = new Map<DeliveryChannel, AckTracker>();
+
+  /** Deliveries not yet acked on channels still open (a closed channel's are back with the broker). */
+  unacked(): number {
+    let count = 0;
+    for (const [channel, tracker] of this.trackers) {
+      if (channel.open) count += tracker.pending;
+      else this.trackers.delete(channel);
+    }
+    return count;
+  }
 
   received(delivery: Delivery): void {
     let tracker = this.trackers.get(delivery.channel);
     if (!tracker) {
+      // A new channel is rare (one per queue per connection): forget the closed ones then.
+      for (const channel of this.trackers.keys()) if (!channel.open) this.trackers.delete(channel);
       tracker = new AckTracker(delivery.channel);
       this.trackers.set(delivery.channel, tracker);
     }

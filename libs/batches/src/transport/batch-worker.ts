@@ -28,6 +28,7 @@ export class BatchWorker implements OnModuleDestroy {
   private readonly acks = new AckTrackers();
   private queues: QueueWorker[] = [];
   private pipelines: BatchPipeline[] = [];
+  private connecting?: Promise<void>;
   private stopping?: Promise<void>;
 
   constructor(
@@ -37,15 +38,27 @@ export class BatchWorker implements OnModuleDestroy {
     @Inject(BATCHES_OPTIONS) private readonly options: ResolvedModuleOptions,
   ) {}
 
-  async start(): Promise<void> {
-    if (this.queues.length > 0) return;
+  /**
+   * Consumes every queue: resolves once all of them are consumed, or rejects with what stopped the
+   * broker. Configuration errors (prefetch) throw synchronously, before any I/O.
+   */
+  start(): Promise<void> {
+    if (!this.connecting) {
+      this.prepare();
+      this.connecting = this.consumeAll();
+    }
+    return this.connecting;
+  }
+
+  private prepare(): void {
     const redelivery = new Redelivery(this.broker);
     const byQueue = new Map<string, Map<string, BatchPipeline>>();
     for (const handler of this.handlers.all()) {
-      const pipeline = new BatchPipeline(handler, new BatchRunner(handler, this.results, this.acks, this.logger, redelivery));
-      this.pipelines.push(pipeline);
       const tasks = byQueue.get(handler.options.queue) ?? new Map<string, BatchPipeline>();
-      byQueue.set(handler.options.queue, tasks.set(handler.task, pipeline));
+      byQueue.set(
+        handler.options.queue,
+        tasks.set(handler.task, new BatchPipeline(handler, new BatchRunner(handler, this.results, this.acks, this.logger, redelivery))),
+      );
     }
     const deps = {
       broker: this.broker,
@@ -62,25 +75,53 @@ export class BatchWorker implements OnModuleDestroy {
         [...tasks.values()].map((pipeline) => pipeline.handler.options),
       );
       this.queues.push(new QueueWorker(queue, prefetch, tasks, deps));
+      this.pipelines.push(...tasks.values());
     }
-    await Promise.all(this.queues.map((queue) => queue.start()));
+  }
+
+  private async consumeAll(): Promise<void> {
     if (this.queues.length === 0) {
       this.logger.warn('No @BatchHandler found: the worker consumes nothing. Decorate a provider method with @BatchHandler(taskName).');
       return;
     }
-    for (const queue of this.queues) {
-      const tasks = [...(byQueue.get(queue.queue)?.keys() ?? [])].join(', ');
-      this.logger.log(`Consuming '${queue.queue}' on ${this.broker.url} for ${tasks}`);
-    }
+    await Promise.all(
+      this.queues.map(async (queue) => {
+        await queue.start();
+        this.logger.log(`Consuming '${queue.queue}' on ${this.broker.url} for ${queue.tasks.join(', ')}`);
+      }),
+    );
   }
 
-  /** Stops consuming, flushes every partial buffer, waits for running batches and their acks. Idempotent. */
+  /** True once closing has begun. */
+  get stopped(): boolean {
+    return this.stopping !== undefined;
+  }
+
+  /**
+   * Stops consuming, flushes every partial buffer, waits for running batches and their acks, for at
+   * most `shutdownTimeout`. Idempotent.
+   */
   stop(): Promise<void> {
-    this.stopping ??= (async () => {
+    this.stopping ??= this.drainWithin(this.options.shutdownTimeout);
+    return this.stopping;
+  }
+
+  private async drainWithin(limit: number): Promise<void> {
+    const drained = (async () => {
       await Promise.all(this.queues.map((queue) => queue.stop()));
       await Promise.all(this.pipelines.map((pipeline) => pipeline.drain()));
     })();
-    return this.stopping;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<true>((resolve) => (timer = setTimeout(() => resolve(true), limit)));
+    const late = await Promise.race([drained.then(() => false), timedOut]);
+    clearTimeout(timer);
+    if (late) {
+      this.logger.error(
+        `Draining did not finish within shutdownTimeout (${limit} ms): stopping with ${this.acks.unacked()} message(s) unacked, ` +
+          'which RabbitMQ hands to another worker (on memory:// they are lost). Is the broker or the result backend unreachable? ' +
+          'Raise `shutdownTimeout` if your batches need longer.',
+      );
+    }
   }
 
   onModuleDestroy(): Promise<void> {

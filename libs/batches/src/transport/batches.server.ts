@@ -1,10 +1,12 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { Server, type CustomTransportStrategy } from '@nestjs/microservices';
-import { BATCHES_BROKER } from '../batches.constants.js';
+import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
+import type { ResolvedModuleOptions } from '../batches.options.js';
 import type { Broker, BrokerEvent } from '../broker/broker.interface.js';
 import { BatchWorker } from './batch-worker.js';
 
-export type BatchesStatus = 'connected' | 'disconnected';
+/** `failed`: an error that reconnecting cannot fix (credentials, vhost, TLS, a conflicting queue) stopped the worker. */
+export type BatchesStatus = 'connecting' | 'connected' | 'disconnected' | 'failed';
 
 type BatchesEvents = Record<BrokerEvent, (detail?: unknown) => void>;
 
@@ -23,17 +25,35 @@ export class BatchesServer extends Server<BatchesEvents, BatchesStatus> implemen
   constructor(
     private readonly worker: BatchWorker,
     @Inject(BATCHES_BROKER) private readonly broker: Broker,
+    @Inject(BATCHES_OPTIONS) private readonly options: ResolvedModuleOptions,
   ) {
     super();
+    this._status$.next(broker.url === 'memory://' ? 'connected' : 'connecting');
     broker.on('connect', () => this._status$.next('connected'));
     broker.on('disconnect', () => this._status$.next('disconnected'));
+    broker.on('failed', () => this._status$.next('failed'));
   }
 
+  /**
+   * Starts the worker. By default resolves at once and connects in the background, so the app
+   * comes up while the broker is down; with `waitForBroker` it resolves once every queue is consumed.
+   */
   listen(callback: (error?: unknown) => void): void {
-    this.worker.start().then(
-      () => callback(),
-      (error: unknown) => callback(error),
-    );
+    let started: Promise<void>;
+    try {
+      started = this.worker.start();
+    } catch (error) {
+      return callback(error); // configuration errors stop startup
+    }
+    if (this.options.waitForBroker) {
+      started.then(() => callback(), callback);
+      return;
+    }
+    // The broker has logged what stopped it; anything else is logged here.
+    started.catch((error: unknown) => {
+      if (error !== this.broker.failure && !this.worker.stopped) new Logger('BatchesServer').error(`The worker stopped: ${String(error)}`);
+    });
+    callback();
   }
 
   /** Stops consuming, runs every buffered request through its handler, acks, then returns. */

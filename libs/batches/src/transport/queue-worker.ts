@@ -26,6 +26,7 @@ export class QueueWorker {
   private consumer?: QueueConsumer;
   private readonly held = new Set<NodeJS.Timeout>();
   private prefetchUpdate = false;
+  private stopped = false;
 
   constructor(
     readonly queue: string,
@@ -34,14 +35,22 @@ export class QueueWorker {
     private readonly deps: QueueWorkerDeps,
   ) {}
 
+  /** Task names handled on this queue. */
+  get tasks(): string[] {
+    return [...this.pipelines.keys()];
+  }
+
   async start(): Promise<void> {
     await this.deps.broker.declareQueue(this.queue);
     await this.deps.broker.declareDeadLetterQueue(deadLetterQueue(this.queue));
     this.consumer = await this.deps.broker.consume(this.queue, { prefetch: this.prefetch }, (delivery) => this.receive(delivery));
+    // Stopped while connecting: consume nothing more.
+    if (this.stopped) await this.consumer.cancel();
   }
 
   /** Stops deliveries. Held ETA requests stay unacked: the broker hands them out again later. */
   async stop(): Promise<void> {
+    this.stopped = true;
     for (const timer of this.held) clearTimeout(timer);
     this.held.clear();
     await this.consumer?.cancel();
@@ -61,7 +70,8 @@ export class QueueWorker {
       return this.reject(delivery, `unknown task '${message.task}': no @BatchHandler for it consumes queue '${this.queue}'`);
     }
     const wait = message.eta ? message.eta.getTime() - Date.now() : 0;
-    if (wait > 0) return this.hold(pipeline, message, delivery, wait);
+    // Once stopping, a request not yet due stays unacked: the broker hands it out again.
+    if (wait > 0) return this.stopped ? undefined : this.hold(pipeline, message, delivery, wait);
     this.dispatch(pipeline, message, delivery);
   }
 
