@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { BATCHES_BROKER, BatchClient, type MemoryBroker } from 'nestjs-batches';
 import { AMQP_URL, queueCounts, rabbitSuite } from './support/rabbitmq.js';
@@ -58,3 +61,32 @@ for (const broker of ['amqp', 'memory'] as const) {
     });
   });
 }
+
+describe('SIGTERM', () => {
+  async function terminate(env: Record<string, string>): Promise<{ code: number | null; signal: NodeJS.Signals | null; output: string }> {
+    const child = spawn(process.execPath, [fileURLToPath(new URL('./support/sigterm-app.js', import.meta.url))], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+    await waitFor(() => output.includes('READY') || child.exitCode !== null, 'the worker process to start');
+    child.kill('SIGTERM');
+    const [code, signal] = await exited;
+    return { code, signal, output };
+  }
+
+  it('with enableShutdownHooks(), drains the buffers, then the process ends by SIGTERM (status 143)', async () => {
+    const { code, signal, output } = await terminate({});
+    assert.match(output, /HANDLED 3/);
+    assert.deepEqual({ code, signal }, { code: null, signal: 'SIGTERM' }, output);
+  });
+
+  it("with the README's handler instead, drains the buffers and exits 0", async () => {
+    const { code, signal, output } = await terminate({ EXIT_ZERO: '1' });
+    assert.match(output, /HANDLED 3/);
+    assert.deepEqual({ code, signal }, { code: 0, signal: null }, output);
+  });
+});

@@ -16,6 +16,8 @@ import { waitFor } from './wait.js';
 /** Keeps every warning and error the app logs, for tests that assert on them. */
 export class RecordingLogger extends ConsoleLogger {
   readonly lines: string[] = [];
+  /** Only the errors. */
+  readonly errors: string[] = [];
 
   override log(message: unknown, ...rest: unknown[]): void {
     if (process.env.TEST_LOGS) super.log(message, ...rest);
@@ -28,7 +30,8 @@ export class RecordingLogger extends ConsoleLogger {
 
   override error(message: unknown, ...rest: unknown[]): void {
     this.lines.push(String(message));
-    super.error(message, ...rest);
+    this.errors.push(String(message));
+    if (process.env.TEST_LOGS) super.error(message, ...rest);
   }
 }
 

@@ -21,7 +21,8 @@ export {
   type ExceptionInfo,
   type WaitOptions,
 } from './results/task-result.js';
-export type { Broker, Delivery, OutgoingMessage, MessageProperties } from './broker/broker.interface.js';
+export type { Broker, BrokerEvent, Delivery, OutgoingMessage, MessageProperties, PublishOptions } from './broker/broker.interface.js';
 export { MemoryBroker } from './broker/memory.broker.js';
 export { AmqpBroker } from './broker/amqp.broker.js';
+export { BrokerFailedError, PublishTimeoutError } from './broker/broker-errors.js';
 export { encodeTaskMessage, decodeTaskMessage, InvalidMessageError, type TaskMessage, type TaskSpec } from './protocol/celery-message.js';

@@ -1,3 +1,4 @@
+import { BATCHES_DEFAULTS } from '../batches.options.js';
 import { ResultBackend } from './result-backend.js';
 import { ResultWaiters } from './result-waiters.js';
 import { pendingResult, toTaskResult, type TaskMeta, type TaskResult, type WaitOptions } from './task-result.js';
@@ -17,8 +18,12 @@ export class MemoryResultBackend extends ResultBackend {
   );
   private readonly sweeper: NodeJS.Timeout;
 
-  constructor(private readonly expiresMs: number) {
+  /** `expiresMs`: how long results live (the module's `resultExpires`, one day by default). */
+  constructor(private readonly expiresMs: number = BATCHES_DEFAULTS.resultExpires) {
     super();
+    if (!Number.isInteger(expiresMs) || expiresMs <= 0) {
+      throw new RangeError(`resultExpires must be a positive whole number of milliseconds, got ${expiresMs}`);
+    }
     // Map insertion order is write order, so expired entries sit at the front.
     this.sweeper = setInterval(() => this.sweep(), Math.min(expiresMs, 60_000));
     this.sweeper.unref();

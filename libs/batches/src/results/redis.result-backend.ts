@@ -1,3 +1,4 @@
+import { BATCHES_DEFAULTS } from '../batches.options.js';
 import { Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { optionalPeer } from '../optional-peer.js';
@@ -42,7 +43,8 @@ export class RedisResultBackend extends ResultBackend {
 
   constructor(
     url: string,
-    private readonly expiresMs: number,
+    /** How long results live (the module's `resultExpires`, one day by default). */
+    private readonly expiresMs: number = BATCHES_DEFAULTS.resultExpires,
   ) {
     super();
     const RedisClient = redisClass(url);

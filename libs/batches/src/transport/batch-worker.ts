@@ -84,12 +84,18 @@ export class BatchWorker implements OnModuleDestroy {
       this.logger.warn('No @BatchHandler found: the worker consumes nothing. Decorate a provider method with @BatchHandler(taskName).');
       return;
     }
-    await Promise.all(
-      this.queues.map(async (queue) => {
-        await queue.start();
-        this.logger.log(`Consuming '${queue.queue}' on ${this.broker.url} for ${queue.tasks.join(', ')}`);
-      }),
-    );
+    try {
+      await Promise.all(
+        this.queues.map(async (queue) => {
+          await queue.start();
+          this.logger.log(`Consuming '${queue.queue}' on ${this.broker.url} for ${queue.tasks.join(', ')}`);
+        }),
+      );
+    } catch (error) {
+      // A worker that cannot consume stops: its timers must not keep the process alive.
+      void this.stop();
+      throw error;
+    }
   }
 
   /** True once closing has begun. */

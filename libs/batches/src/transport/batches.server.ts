@@ -28,9 +28,16 @@ export class BatchesServer extends Server<BatchesEvents, BatchesStatus> implemen
     @Inject(BATCHES_OPTIONS) private readonly options: ResolvedModuleOptions,
   ) {
     super();
-    this._status$.next(broker.url === 'memory://' ? 'connected' : 'connecting');
-    broker.on('connect', () => this._status$.next('connected'));
-    broker.on('disconnect', () => this._status$.next('disconnected'));
+    // `connecting` until the first connection; `disconnected` once one is lost.
+    let connected = broker.url === 'memory://';
+    this._status$.next(connected ? 'connected' : 'connecting');
+    broker.on('connect', () => {
+      connected = true;
+      this._status$.next('connected');
+    });
+    broker.on('disconnect', () => {
+      if (connected) this._status$.next('disconnected');
+    });
     broker.on('failed', () => this._status$.next('failed'));
   }
 
