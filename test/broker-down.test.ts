@@ -165,6 +165,16 @@ describe('when RabbitMQ is down or refuses us', () => {
     );
   });
 
+  it('names a TLS failure instead of retrying it (amqps:// to the plain AMQP port)', async () => {
+    const Handler = recorder('tls.task', { queue: suite.queue('tls') });
+    const url = new URL(AMQP_URL);
+    url.protocol = 'amqps:';
+    await assert.rejects(
+      startWorker({ broker: url.toString(), waitForBroker: true }, [Handler], new RecordingLogger()),
+      (error: Error) => error instanceof BrokerFailedError && /^TLS with RabbitMQ at .* failed \(ERR_SSL_/.test(error.message),
+    );
+  });
+
   it('stops with the difference and the fix when the queue exists with other arguments', async () => {
     const queue = suite.queue('conflict');
     await suite.rabbit.channel.assertQueue(queue, { durable: true, arguments: { 'x-max-priority': 10 } });

@@ -1,7 +1,6 @@
 import 'reflect-metadata';
-import { ConsoleLogger, Injectable, Module, type INestMicroservice, type Provider, type Type } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
-import type { AsyncMicroserviceOptions } from '@nestjs/microservices';
+import { ConsoleLogger, Injectable, type INestMicroservice, type Provider, type Type } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
 import {
   BatchesModule,
   BatchesServer,
@@ -40,15 +39,11 @@ export async function startWorker(
   providers: Provider[],
   logger?: RecordingLogger,
 ): Promise<INestMicroservice> {
-  @Module({ imports: [BatchesModule.forRoot(options)], providers })
-  class TestWorkerModule {}
-  const app = await NestFactory.createMicroservice<AsyncMicroserviceOptions>(TestWorkerModule, {
-    inject: [BatchesServer],
-    useFactory: (server: BatchesServer) => ({ strategy: server }),
-    logger: logger ?? (process.env.TEST_LOGS ? ['log', 'warn', 'error'] : ['error']),
-    // Startup errors reject here instead of exiting the test process.
-    abortOnError: false,
-  });
+  // Built as a user tests a worker: a testing module, started as a microservice with the batches strategy.
+  const moduleRef = await Test.createTestingModule({ imports: [BatchesModule.forRoot(options)], providers })
+    .setLogger(logger ?? new ConsoleLogger({ logLevels: process.env.TEST_LOGS ? ['log', 'warn', 'error'] : ['error'] }))
+    .compile();
+  const app = moduleRef.createNestMicroservice({ strategy: moduleRef.get(BatchesServer) });
   await app.listen();
   return app;
 }

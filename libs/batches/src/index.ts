@@ -12,6 +12,7 @@ export { AsyncResult, EagerResult } from './client/async-result.js';
 export { ResultBackend } from './results/result-backend.js';
 export { MemoryResultBackend } from './results/memory.result-backend.js';
 export { RedisResultBackend } from './results/redis.result-backend.js';
+export { NotRegistered } from './results/not-registered.js';
 export {
   TaskFailedError,
   ResultTimeoutError,

@@ -1,3 +1,5 @@
+import { NotRegistered } from './not-registered.js';
+
 /** Celery's task states. */
 export type TaskState = 'PENDING' | 'STARTED' | 'SUCCESS' | 'FAILURE' | 'RETRY' | 'REVOKED';
 
@@ -75,15 +77,45 @@ const PYTHON_BUILTIN_ERRORS = new Set([
   'NotImplementedError',
 ]);
 
+// The built-in error classes: a `name` found on one of their prototypes is inherited, not the class's own.
+const BUILTIN_ERRORS: ReadonlySet<unknown> = new Set([
+  Error,
+  TypeError,
+  RangeError,
+  SyntaxError,
+  ReferenceError,
+  EvalError,
+  URIError,
+  AggregateError,
+]);
+
+/**
+ * The error's class name as Celery stores it (`type(exc).__qualname__`): `error.name`, unless that
+ * is only inherited from a built-in (`class QuotaExceeded extends Error {}` leaves `name` 'Error'),
+ * in which case the constructor's own name.
+ */
+export function errorTypeName(error: Error): string {
+  const constructor: unknown = error.constructor;
+  if (typeof constructor !== 'function' || BUILTIN_ERRORS.has(constructor) || !constructor.name) return error.name;
+  let owner: object | null = error;
+  while (owner !== null && !Object.hasOwn(owner, 'name')) owner = Object.getPrototypeOf(owner) as object | null;
+  const inherited = owner !== null && owner !== error && BUILTIN_ERRORS.has(owner.constructor);
+  return inherited ? constructor.name : error.name;
+}
+
 export function exceptionInfo(error: unknown): ExceptionInfo {
   if (error instanceof TaskFailedError) {
     return { exc_type: error.excType, exc_message: [error.excMessage], exc_module: error.excModule };
   }
+  if (error instanceof NotRegistered) {
+    return { exc_type: 'NotRegistered', exc_message: [error.taskName], exc_module: 'celery.exceptions' };
+  }
   if (error instanceof Error) {
+    const type = errorTypeName(error);
     return {
-      exc_type: error.name,
+      exc_type: type,
       exc_message: [error.message],
-      exc_module: PYTHON_BUILTIN_ERRORS.has(error.name) ? 'builtins' : 'nestjs_batches',
+      exc_module: PYTHON_BUILTIN_ERRORS.has(type) ? 'builtins' : 'nestjs_batches',
     };
   }
   return { exc_type: 'Error', exc_message: [String(error)], exc_module: 'nestjs_batches' };

@@ -2,6 +2,7 @@ import type { Logger } from '@nestjs/common';
 import { MAX_PREFETCH } from '../batches.options.js';
 import type { Broker, Delivery, QueueConsumer } from '../broker/broker.interface.js';
 import { decodeTaskMessage, InvalidMessageError, type TaskMessage } from '../protocol/celery-message.js';
+import { NotRegistered } from '../results/not-registered.js';
 import type { ResultBackend } from '../results/result-backend.js';
 import type { AckTrackers } from './ack-tracker.js';
 import type { BatchPipeline } from './batch-pipeline.js';
@@ -63,12 +64,17 @@ export class QueueWorker {
       message = decodeTaskMessage(delivery.body, delivery.properties, this.deps.maxMessageBytes);
     } catch (error) {
       if (!(error instanceof InvalidMessageError)) throw error;
+      // Like Celery, an unknown task named in protocol-2 headers fails as NotRegistered before its body is read.
+      const { id, task } = delivery.properties.headers ?? {};
+      if (typeof id === 'string' && id && typeof task === 'string' && task && !this.pipelines.has(task)) {
+        return this.unknownTask(delivery, id, task, error.message);
+      }
+      // Beyond Celery, which leaves it PENDING: a message with an id gets a FAILURE its caller can read.
+      if (typeof id === 'string' && id) return this.failAndDeadLetter(delivery, id, error, error.message);
       return this.reject(delivery, error.message);
     }
     const pipeline = this.pipelines.get(message.task);
-    if (!pipeline) {
-      return this.reject(delivery, `unknown task '${message.task}': no @BatchHandler for it consumes queue '${this.queue}'`);
-    }
+    if (!pipeline) return this.unknownTask(delivery, message.id, message.task);
     const wait = message.eta ? message.eta.getTime() - Date.now() : 0;
     // Once stopping, a request not yet due stays unacked: the broker hands it out again.
     if (wait > 0) return this.stopped ? undefined : this.hold(pipeline, message, delivery, wait);
@@ -115,6 +121,40 @@ export class QueueWorker {
       .catch((error: unknown) =>
         this.deps.logger.error(`Could not store REVOKED for task ${message.id}; it stays unacked: ${String(error)}`),
       );
+  }
+
+  /**
+   * A task no handler on this queue runs: stores FAILURE `NotRegistered` as Celery's worker does
+   * (`on_unknown_task`: whatever the message's `ignore_result`, no errbacks or chain), so its caller
+   * does not wait on PENDING, then dead-letters and acks it. If the result cannot be stored, the
+   * message stays unacked: the broker hands it out again.
+   */
+  private unknownTask(delivery: Delivery, id: string, task: string, invalid?: string): void {
+    const reason =
+      `unknown task '${task}': no @BatchHandler for it consumes queue '${this.queue}'` +
+      (invalid ? ` (and the message is invalid: ${invalid})` : '');
+    this.failAndDeadLetter(delivery, id, new NotRegistered(task), reason);
+  }
+
+  /** Stores FAILURE for request `id`, then dead-letters and acks; unacked (redelivered) if either fails. */
+  private failAndDeadLetter(delivery: Delivery, id: string, error: Error, reason: string): void {
+    const dead = deadLetterQueue(this.queue);
+    this.deps.logger.warn(
+      `Task ${id} on queue '${this.queue}' cannot run, so it is stored as FAILURE ${error.name} and dead-lettered to '${dead}': ${reason}`,
+    );
+    this.deps.results.markAsFailure(id, error).then(
+      () =>
+        this.deps.redelivery
+          .deadLetter(delivery, this.queue, reason)
+          .then(() => this.deps.acks.settle([delivery]))
+          .catch((publishError: unknown) =>
+            this.deps.logger.error(`Could not dead-letter task ${id} from '${this.queue}'; it stays unacked: ${String(publishError)}`),
+          ),
+      (storeError: unknown) =>
+        this.deps.logger.error(
+          `Could not store FAILURE ${error.name} for task ${id} from '${this.queue}'; it stays unacked: ${String(storeError)}`,
+        ),
+    );
   }
 
   /** Bad input never stops the worker: one log line, then the message moves to `<queue>.dead`. */
