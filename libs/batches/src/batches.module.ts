@@ -8,6 +8,8 @@ import type { Broker } from './broker/broker.interface.js';
 import { MemoryBroker } from './broker/memory.broker.js';
 import { BatchClient } from './client/batch.client.js';
 import { ConnectionsLifecycle } from './connections.lifecycle.js';
+import { BatchEventListeners } from './events/batch-event-listeners.js';
+import { BatchEvents } from './events/batch-events.js';
 import { HandlerExplorer } from './handler.explorer.js';
 import { MemoryResultBackend } from './results/memory.result-backend.js';
 import { RedisResultBackend } from './results/redis.result-backend.js';
@@ -44,8 +46,10 @@ function createResultBackend(options: ResolvedModuleOptions): ResultBackend {
     BatchesServer,
     BatchClient,
     ConnectionsLifecycle,
+    BatchEvents,
+    BatchEventListeners,
   ],
-  exports: [ResultBackend, BatchClient, BatchesServer, BATCHES_BROKER],
+  exports: [ResultBackend, BatchClient, BatchesServer, BatchEvents, BATCHES_BROKER],
 })
 export class BatchesModule extends ConfigurableModuleClass {
   /** Options are all optional: `forRoot()` runs on the embedded `memory://` broker. */

@@ -1,6 +1,7 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
-import { BATCH_HANDLER_METADATA, BATCHES_OPTIONS } from './batches.constants.js';
+import { BATCH_EVENT_METADATA, BATCH_HANDLER_METADATA, BATCHES_OPTIONS } from './batches.constants.js';
+import type { BatchEvent, BatchEventType } from './events/batch-events.js';
 import type { BatchHandlerMetadata } from './batch-handler.decorator.js';
 import { BatchesConfigError, resolveHandlerOptions, type ResolvedHandlerOptions, type ResolvedModuleOptions } from './batches.options.js';
 import type { SimpleRequest } from './simple-request.js';
@@ -14,10 +15,18 @@ export interface RegisteredHandler {
   invoke(requests: SimpleRequest[]): Promise<unknown>;
 }
 
-/** Finds `@BatchHandler` methods on every provider and controller at bootstrap. */
+/** A discovered `@OnBatchEvent` method, bound to its instance. */
+export interface RegisteredEventListener {
+  type: BatchEventType;
+  source: string;
+  call(event: BatchEvent): unknown;
+}
+
+/** Finds `@BatchHandler` and `@OnBatchEvent` methods on every provider and controller at bootstrap. */
 @Injectable()
 export class HandlerExplorer implements OnModuleInit {
   private readonly handlers = new Map<string, RegisteredHandler>();
+  private readonly listeners: RegisteredEventListener[] = [];
   private explored = false;
 
   constructor(
@@ -42,6 +51,11 @@ export class HandlerExplorer implements OnModuleInit {
     return [...this.handlers.values()];
   }
 
+  eventListeners(): readonly RegisteredEventListener[] {
+    this.explore();
+    return this.listeners;
+  }
+
   // Also called lazily: a hybrid app may start its microservices before running init hooks.
   private explore(): void {
     if (this.explored) return;
@@ -60,6 +74,10 @@ export class HandlerExplorer implements OnModuleInit {
   private register(instance: Record<string, unknown>, method: string): void {
     const fn = instance[method];
     if (typeof fn !== 'function') return;
+    const eventType = this.reflector.get<BatchEventType | undefined>(BATCH_EVENT_METADATA, fn);
+    if (eventType) {
+      this.listeners.push({ type: eventType, source: `${instance.constructor.name}.${method}`, call: (event) => fn.call(instance, event) });
+    }
     const metadata = this.reflector.get<BatchHandlerMetadata | undefined>(BATCH_HANDLER_METADATA, fn);
     if (!metadata) return;
     const source = `${instance.constructor.name}.${method}`;

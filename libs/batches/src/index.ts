@@ -3,6 +3,25 @@ export { BATCHES_DEFAULTS, BatchesConfigError, type BatchesModuleOptions, type B
 export type { BatchesModuleAsyncOptions } from './batches.module-definition.js';
 export { BATCHES_BROKER } from './batches.constants.js';
 export { BatchHandler } from './batch-handler.decorator.js';
+export { OnBatchEvent } from './events/on-batch-event.decorator.js';
+export {
+  BatchEvents,
+  type BatchEvent,
+  type BatchEventType,
+  type BatchEventOf,
+  type FlushReason,
+  type BatchFlushedEvent,
+  type BatchStartedEvent,
+  type BatchCompletedEvent,
+  type BatchFailedEvent,
+  type RequestReceivedEvent,
+  type RequestSucceededEvent,
+  type RequestFailedEvent,
+  type RequestRetriedEvent,
+  type RequestDeadLetteredEvent,
+  type RequestRevokedEvent,
+  type RequestExpiredEvent,
+} from './events/batch-events.js';
 export { SimpleRequest, type DeliveryInfo, type TaskArgs, type TaskKwargs } from './simple-request.js';
 export { BatchesServer, BATCHES_TRANSPORT, type BatchesStatus } from './transport/batches.server.js';
 export { UnknownTaskError } from './transport/batch-worker.js';

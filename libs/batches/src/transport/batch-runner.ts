@@ -1,7 +1,9 @@
 import type { Logger } from '@nestjs/common';
 import type { Delivery } from '../broker/broker.interface.js';
+import type { BatchEvents, FlushReason } from '../events/batch-events.js';
 import type { RegisteredHandler } from '../handler.explorer.js';
 import type { BatchMarks, ResultBackend } from '../results/result-backend.js';
+import type { ExceptionInfo } from '../results/task-result.js';
 import type { SimpleRequest } from '../simple-request.js';
 import type { AckTrackers } from './ack-tracker.js';
 import type { Envelope } from './envelope.js';
@@ -19,17 +21,22 @@ export class BatchRunner {
     private readonly results: ResultBackend,
     private readonly acks: AckTrackers,
     private readonly logger: Logger,
+    private readonly events: BatchEvents,
     /** Absent for eager runs, which have no broker to retry through. */
     private readonly redelivery?: Redelivery,
   ) {}
 
   /** Never rejects: a failure is settled per request. Returns the batch's marks, to read each request's final state. */
-  async run(batch: readonly Envelope[]): Promise<BatchMarks | undefined> {
+  async run(batch: readonly Envelope[], reason: FlushReason): Promise<BatchMarks | undefined> {
     // Requests from a channel that died are redelivered by the broker: running them here would run them twice.
     const live = batch.every(isLive) ? batch : batch.filter(isLive);
     if (live.length === 0) return undefined;
     const requests = live.map((envelope) => envelope.request);
     const marks = this.results.track(requests);
+    const { task } = this.handler;
+    const queue = live[0].queue;
+    const started = Date.now();
+    if (this.events.observed) this.events.emit({ type: 'batch.started', task, queue, at: started, requests, reason });
     try {
       let outcome: Outcome;
       try {
@@ -37,14 +44,30 @@ export class BatchRunner {
       } catch (error) {
         outcome = { ok: false, error };
       }
-      await this.settle(live, requests, marks, outcome);
+      const durationMs = Date.now() - started;
+      await this.settle(live, requests, marks, outcome, durationMs);
+      if (this.events.observed) {
+        const at = Date.now();
+        const size = live.length;
+        this.events.emit(
+          outcome.ok
+            ? { type: 'batch.completed', task, queue, at, size, durationMs }
+            : { type: 'batch.failed', task, queue, at, size, durationMs, error: outcome.error },
+        );
+      }
       return marks;
     } finally {
       this.results.untrack(marks);
     }
   }
 
-  private async settle(batch: readonly Envelope[], requests: readonly SimpleRequest[], marks: BatchMarks, outcome: Outcome): Promise<void> {
+  private async settle(
+    batch: readonly Envelope[],
+    requests: readonly SimpleRequest[],
+    marks: BatchMarks,
+    outcome: Outcome,
+    runtimeMs: number,
+  ): Promise<void> {
     let done: Envelope[] = [];
     const again: Array<{ envelope: Envelope; error: unknown }> = [];
     const returned = outcome.ok ? returnedValues(outcome.value, requests) : undefined;
@@ -79,7 +102,8 @@ export class BatchRunner {
       for (const envelope of done) again.push({ envelope, error: writeFailure });
       done = [];
     }
-    const redelivered = await Promise.all(again.map(({ envelope, error }) => this.retryOrFail(envelope, error)));
+    if (this.events.observed) this.emitSettled(done, marks, unmarked, values, runtimeMs);
+    const redelivered = await Promise.all(again.map(({ envelope, error }) => this.retryOrFail(envelope, error, runtimeMs)));
     const toAck: Delivery[] = [];
     for (const envelope of done) if (envelope.delivery) toAck.push(envelope.delivery);
     for (const delivery of redelivered) if (delivery) toAck.push(delivery);
@@ -90,14 +114,14 @@ export class BatchRunner {
    * Publishes the retry, or the dead letter once retries are spent, and stores the matching state.
    * Returns the delivery to ack, or nothing when the publish failed and the broker must redeliver it.
    */
-  private async retryOrFail(envelope: Envelope, error: unknown): Promise<Delivery | undefined> {
+  private async retryOrFail(envelope: Envelope, error: unknown, runtimeMs: number): Promise<Delivery | undefined> {
     const { request, message, delivery, queue } = envelope;
     const { maxRetries, retryDelay } = this.handler.options;
     const retry = message.retries < maxRetries;
     if (this.redelivery && delivery) {
       try {
         if (retry) await this.redelivery.retry(message, queue, retryDelay);
-        else await this.redelivery.deadLetter(delivery, queue, `${maxRetries} retries exhausted: ${describe(error)}`);
+        else await this.redelivery.deadLetter(delivery, queue, exhausted(maxRetries, error));
       } catch (publishError) {
         this.logger.error(
           `Could not ${retry ? 'retry' : 'dead-letter'} task ${request.id}; it stays unacked for redelivery: ${describe(publishError)}`,
@@ -105,12 +129,61 @@ export class BatchRunner {
         return undefined;
       }
     }
-    const stored =
-      retry && delivery ? this.results.markAsRetry(request.id, error, request) : this.results.markAsFailure(request.id, error, request);
+    const retried = retry && delivery !== undefined;
+    if (this.events.observed) this.emitFailed(envelope, error, retried, runtimeMs);
+    const stored = retried ? this.results.markAsRetry(request.id, error, request) : this.results.markAsFailure(request.id, error, request);
     await stored.catch((storeError: unknown) =>
       this.logger.error(`Could not store the state of task ${request.id}: ${describe(storeError)}`),
     );
     return delivery;
+  }
+
+  /** Per-request events for the requests settled without a retry: their final state is their mark, or the returned value. */
+  private emitSettled(
+    done: readonly Envelope[],
+    marks: BatchMarks,
+    unmarked: readonly SimpleRequest[],
+    values: readonly unknown[],
+    runtimeMs: number,
+  ): void {
+    const returned = new Map(unmarked.map((request, index) => [request.id, values[index]]));
+    const at = Date.now();
+    const { task } = this.handler;
+    for (const { request, queue } of done) {
+      const mark = marks.marks.get(request.id);
+      if (!mark) {
+        this.events.emit({ type: 'request.succeeded', task, queue, at, request, result: returned.get(request.id) ?? null, runtimeMs });
+      } else if (mark.status === 'SUCCESS') {
+        this.events.emit({ type: 'request.succeeded', task, queue, at, request, result: mark.result, runtimeMs });
+      } else if (mark.status === 'FAILURE') {
+        this.events.emit({ type: 'request.failed', task, queue, at, request, error: mark.result, runtimeMs });
+      } else if (mark.status === 'REVOKED') {
+        const reason = (mark.result as ExceptionInfo | null)?.exc_message?.[0];
+        this.events.emit({ type: 'request.revoked', task, queue, at, request, reason: typeof reason === 'string' ? reason : 'revoked' });
+      }
+    }
+  }
+
+  private emitFailed(envelope: Envelope, error: unknown, retried: boolean, runtimeMs: number): void {
+    const { request, queue } = envelope;
+    const { task, options } = this.handler;
+    const at = Date.now();
+    if (retried) {
+      this.events.emit({ type: 'request.retried', task, queue, at, request, error });
+      return;
+    }
+    this.events.emit({ type: 'request.failed', task, queue, at, request, error, runtimeMs });
+    if (envelope.delivery) {
+      this.events.emit({
+        type: 'request.deadLettered',
+        task,
+        queue,
+        at,
+        id: request.id,
+        request,
+        reason: exhausted(options.maxRetries, error),
+      });
+    }
   }
 
   private logFailure(count: number, error: unknown): void {
@@ -136,6 +209,11 @@ function returnedValues(value: unknown, requests: readonly SimpleRequest[]): (in
 
 function isLive(envelope: Envelope): boolean {
   return envelope.delivery === undefined || envelope.delivery.channel.open;
+}
+
+/** The dead-letter reason of a request whose retries are spent. */
+function exhausted(maxRetries: number, error: unknown): string {
+  return `${maxRetries} retries exhausted: ${describe(error)}`;
 }
 
 function describe(error: unknown): string {

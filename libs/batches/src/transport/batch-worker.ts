@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
 import { derivePrefetch, type ResolvedModuleOptions } from '../batches.options.js';
 import type { Broker } from '../broker/broker.interface.js';
+import { BatchEvents } from '../events/batch-events.js';
 import { HandlerExplorer, type RegisteredHandler } from '../handler.explorer.js';
 import type { TaskArgs, TaskKwargs } from '../simple-request.js';
 import { ResultBackend, type RecordedMark } from '../results/result-backend.js';
@@ -36,6 +37,7 @@ export class BatchWorker implements OnModuleDestroy {
     private readonly results: ResultBackend,
     @Inject(BATCHES_BROKER) private readonly broker: Broker,
     @Inject(BATCHES_OPTIONS) private readonly options: ResolvedModuleOptions,
+    private readonly events: BatchEvents,
   ) {}
 
   /**
@@ -55,10 +57,8 @@ export class BatchWorker implements OnModuleDestroy {
     const byQueue = new Map<string, Map<string, BatchPipeline>>();
     for (const handler of this.handlers.all()) {
       const tasks = byQueue.get(handler.options.queue) ?? new Map<string, BatchPipeline>();
-      byQueue.set(
-        handler.options.queue,
-        tasks.set(handler.task, new BatchPipeline(handler, new BatchRunner(handler, this.results, this.acks, this.logger, redelivery))),
-      );
+      const runner = new BatchRunner(handler, this.results, this.acks, this.logger, this.events, redelivery);
+      byQueue.set(handler.options.queue, tasks.set(handler.task, new BatchPipeline(handler, runner, this.events, handler.options.queue)));
     }
     const deps = {
       broker: this.broker,
@@ -66,6 +66,7 @@ export class BatchWorker implements OnModuleDestroy {
       acks: this.acks,
       redelivery,
       logger: this.logger,
+      events: this.events,
       hostname: this.options.hostname,
       maxMessageBytes: this.options.maxMessageBytes,
     };
@@ -152,8 +153,11 @@ export class BatchWorker implements OnModuleDestroy {
       group: null,
       headers: {},
     };
-    const runner = new BatchRunner(handler, this.results, this.acks, this.logger);
-    const marks = await runner.run([envelopeFor(message, handler.options.queue, this.options.hostname, handler.options.ignoreResult)]);
+    const runner = new BatchRunner(handler, this.results, this.acks, this.logger, this.events);
+    const marks = await runner.run(
+      [envelopeFor(message, handler.options.queue, this.options.hostname, handler.options.ignoreResult)],
+      'count',
+    );
     return { id, mark: marks?.stateOf(id) ?? { status: 'PENDING', result: null } };
   }
 

@@ -10,6 +10,8 @@ export interface Envelope {
   delivery?: Delivery;
   /** The queue it was consumed from. */
   queue: string;
+  /** When it entered its buffer (`Date.now()`), recorded only while somebody listens to events. */
+  bufferedAt?: number;
 }
 
 /** Builds the handler's view of a task message. */

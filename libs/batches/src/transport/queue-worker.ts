@@ -4,9 +4,10 @@ import type { Broker, Delivery, QueueConsumer } from '../broker/broker.interface
 import { decodeTaskMessage, InvalidMessageError, type TaskMessage } from '../protocol/celery-message.js';
 import { NotRegistered } from '../results/not-registered.js';
 import type { ResultBackend } from '../results/result-backend.js';
+import type { BatchEvents } from '../events/batch-events.js';
 import type { AckTrackers } from './ack-tracker.js';
 import type { BatchPipeline } from './batch-pipeline.js';
-import { envelopeFor } from './envelope.js';
+import { envelopeFor, type Envelope } from './envelope.js';
 import { deadLetterQueue, type Redelivery } from './redelivery.js';
 
 export interface QueueWorkerDeps {
@@ -15,6 +16,7 @@ export interface QueueWorkerDeps {
   acks: AckTrackers;
   redelivery: Redelivery;
   logger: Logger;
+  events: BatchEvents;
   hostname: string;
   maxMessageBytes: number;
 }
@@ -70,32 +72,39 @@ export class QueueWorker {
         return this.unknownTask(delivery, id, task, error.message);
       }
       // Beyond Celery, which leaves it PENDING: a message with an id gets a FAILURE its caller can read.
-      if (typeof id === 'string' && id) return this.failAndDeadLetter(delivery, id, error, error.message);
+      if (typeof id === 'string' && id)
+        return this.failAndDeadLetter(delivery, id, error, error.message, typeof task === 'string' ? task : null);
       return this.reject(delivery, error.message);
     }
     const pipeline = this.pipelines.get(message.task);
     if (!pipeline) return this.unknownTask(delivery, message.id, message.task);
+    const envelope = envelopeFor(message, this.queue, this.deps.hostname, pipeline.handler.options.ignoreResult, delivery);
+    const { events } = this.deps;
+    if (events.observed) {
+      events.emit({ type: 'request.received', task: message.task, queue: this.queue, at: Date.now(), request: envelope.request });
+    }
     const wait = message.eta ? message.eta.getTime() - Date.now() : 0;
     // Once stopping, a request not yet due stays unacked: the broker hands it out again.
-    if (wait > 0) return this.stopped ? undefined : this.hold(pipeline, message, delivery, wait);
-    this.dispatch(pipeline, message, delivery);
+    if (wait > 0) return this.stopped ? undefined : this.hold(pipeline, envelope, wait);
+    this.dispatch(pipeline, envelope);
   }
 
-  private dispatch(pipeline: BatchPipeline, message: TaskMessage, delivery: Delivery): void {
-    if (!delivery.channel.open) return; // the broker redelivers it
-    if (message.expires && message.expires.getTime() <= Date.now()) return this.revoke(message, delivery);
-    pipeline.push(envelopeFor(message, this.queue, this.deps.hostname, pipeline.handler.options.ignoreResult, delivery));
+  private dispatch(pipeline: BatchPipeline, envelope: Envelope): void {
+    const { message, delivery } = envelope;
+    if (!delivery?.channel.open) return; // the broker redelivers it
+    if (message.expires && message.expires.getTime() <= Date.now()) return this.expire(envelope, delivery);
+    pipeline.push(envelope);
   }
 
   /**
    * Keeps a request until its ETA, unacked, and widens the channel's prefetch meanwhile so held
    * requests never eat the window that full batches need (what Celery does for ETA tasks).
    */
-  private hold(pipeline: BatchPipeline, message: TaskMessage, delivery: Delivery, wait: number): void {
+  private hold(pipeline: BatchPipeline, envelope: Envelope, wait: number): void {
     const timer = setTimeout(() => {
       this.held.delete(timer);
       this.updatePrefetch();
-      this.dispatch(pipeline, message, delivery);
+      this.dispatch(pipeline, envelope);
     }, wait);
     this.held.add(timer);
     this.updatePrefetch();
@@ -114,10 +123,17 @@ export class QueueWorker {
     });
   }
 
-  private revoke(message: TaskMessage, delivery: Delivery): void {
+  private expire(envelope: Envelope, delivery: Delivery): void {
+    const { request, message } = envelope;
+    const reason = `expired at ${message.expires?.toISOString()}`;
     this.deps.results
-      .markAsRevoked(message.id, `expired at ${message.expires?.toISOString()}`)
-      .then(() => this.deps.acks.settle([delivery]))
+      .markAsRevoked(message.id, reason)
+      .then(() => {
+        this.deps.acks.settle([delivery]);
+        const { events } = this.deps;
+        if (events.observed)
+          events.emit({ type: 'request.expired', task: message.task, queue: this.queue, at: Date.now(), request, reason });
+      })
       .catch((error: unknown) =>
         this.deps.logger.error(`Could not store REVOKED for task ${message.id}; it stays unacked: ${String(error)}`),
       );
@@ -133,23 +149,17 @@ export class QueueWorker {
     const reason =
       `unknown task '${task}': no @BatchHandler for it consumes queue '${this.queue}'` +
       (invalid ? ` (and the message is invalid: ${invalid})` : '');
-    this.failAndDeadLetter(delivery, id, new NotRegistered(task), reason);
+    this.failAndDeadLetter(delivery, id, new NotRegistered(task), reason, task);
   }
 
   /** Stores FAILURE for request `id`, then dead-letters and acks; unacked (redelivered) if either fails. */
-  private failAndDeadLetter(delivery: Delivery, id: string, error: Error, reason: string): void {
+  private failAndDeadLetter(delivery: Delivery, id: string, error: Error, reason: string, task: string | null): void {
     const dead = deadLetterQueue(this.queue);
     this.deps.logger.warn(
       `Task ${id} on queue '${this.queue}' cannot run, so it is stored as FAILURE ${error.name} and dead-lettered to '${dead}': ${reason}`,
     );
     this.deps.results.markAsFailure(id, error).then(
-      () =>
-        this.deps.redelivery
-          .deadLetter(delivery, this.queue, reason)
-          .then(() => this.deps.acks.settle([delivery]))
-          .catch((publishError: unknown) =>
-            this.deps.logger.error(`Could not dead-letter task ${id} from '${this.queue}'; it stays unacked: ${String(publishError)}`),
-          ),
+      () => this.deadLetter(delivery, reason, id, task),
       (storeError: unknown) =>
         this.deps.logger.error(
           `Could not store FAILURE ${error.name} for task ${id} from '${this.queue}'; it stays unacked: ${String(storeError)}`,
@@ -160,11 +170,24 @@ export class QueueWorker {
   /** Bad input never stops the worker: one log line, then the message moves to `<queue>.dead`. */
   private reject(delivery: Delivery, reason: string): void {
     this.deps.logger.warn(`Dead-lettered a message from '${this.queue}' to '${deadLetterQueue(this.queue)}': ${reason}`);
+    this.deadLetter(delivery, reason, null, null);
+  }
+
+  /** Publishes the message to `<queue>.dead`, then acks it; it stays unacked (redelivered) if the publish fails. */
+  private deadLetter(delivery: Delivery, reason: string, id: string | null, task: string | null): void {
     this.deps.redelivery
       .deadLetter(delivery, this.queue, reason)
-      .then(() => this.deps.acks.settle([delivery]))
+      .then(() => {
+        this.deps.acks.settle([delivery]);
+        const { events } = this.deps;
+        if (events.observed) {
+          events.emit({ type: 'request.deadLettered', task: task ?? '', queue: this.queue, at: Date.now(), id, request: null, reason });
+        }
+      })
       .catch((error: unknown) =>
-        this.deps.logger.error(`Could not dead-letter a message from '${this.queue}'; it stays unacked: ${String(error)}`),
+        this.deps.logger.error(
+          `Could not dead-letter ${id ? `task ${id}` : 'a message'} from '${this.queue}'; it stays unacked: ${String(error)}`,
+        ),
       );
   }
 }
