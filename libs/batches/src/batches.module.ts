@@ -8,6 +8,9 @@ import type { Broker } from './broker/broker.interface.js';
 import { MemoryBroker } from './broker/memory.broker.js';
 import { BatchClient } from './client/batch.client.js';
 import { ConnectionsLifecycle } from './connections.lifecycle.js';
+import { RemoteControl } from './control/remote-control.js';
+import { RevokedIds } from './control/revoked-ids.js';
+import { WorkerActivity } from './control/worker-activity.js';
 import { BatchEventListeners } from './events/batch-event-listeners.js';
 import { BatchEvents } from './events/batch-events.js';
 import { HandlerExplorer } from './handler.explorer.js';
@@ -48,6 +51,9 @@ function createResultBackend(options: ResolvedModuleOptions): ResultBackend {
     ConnectionsLifecycle,
     BatchEvents,
     BatchEventListeners,
+    { provide: RevokedIds, useFactory: () => new RevokedIds() },
+    WorkerActivity,
+    RemoteControl,
   ],
   exports: [ResultBackend, BatchClient, BatchesServer, BatchEvents, BATCHES_BROKER],
 })

@@ -46,3 +46,6 @@ export { MemoryBroker } from './broker/memory.broker.js';
 export { AmqpBroker } from './broker/amqp.broker.js';
 export { BrokerFailedError, PublishTimeoutError } from './broker/broker-errors.js';
 export { encodeTaskMessage, decodeTaskMessage, InvalidMessageError, type TaskMessage, type TaskSpec } from './protocol/celery-message.js';
+export { RevokedIds } from './control/revoked-ids.js';
+export { WorkerActivity } from './control/worker-activity.js';
+export type { WorkerState, ActiveRequest } from './control/worker-state.js';

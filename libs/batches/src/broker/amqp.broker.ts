@@ -4,6 +4,8 @@ import { connect, type AmqpConnectionManager, type ChannelWrapper } from 'amqp-c
 import type { Channel, ChannelModel, ConsumeMessage, Message } from 'amqplib';
 import { BrokerFailedError, declarationConflict, PublishTimeoutError, unrecoverableConnectError } from './broker-errors.js';
 import type {
+  BroadcastBinding,
+  BroadcastMessage,
   Broker,
   BrokerEvent,
   ConsumeOptions,
@@ -29,7 +31,7 @@ export class AmqpBroker implements Broker {
   private readonly connection: AmqpConnectionManager;
   private readonly publisher: ChannelWrapper;
   private readonly events = new EventEmitter();
-  private readonly consumers = new Set<AmqpQueueConsumer>();
+  private readonly consumers = new Set<AmqpQueueConsumer | AmqpBroadcastConsumer>();
   /** Declarations made on the current connection; like kombu, declared again after a reconnect. */
   private readonly declared = new Map<string, Promise<void>>();
   private failedAttempts = 0;
@@ -89,6 +91,46 @@ export class AmqpBroker implements Broker {
     this.consumers.add(consumer);
     await Promise.race([consumer.start(), this.stopped]);
     return consumer;
+  }
+
+  declareTransientExchange(exchange: string, type: BroadcastBinding['exchangeType']): Promise<void> {
+    return this.declareOnce(
+      exchange,
+      `transient-exchange:${exchange}`,
+      async (channel) => {
+        await channel.assertExchange(exchange, type, { durable: false, autoDelete: false });
+      },
+      false,
+    );
+  }
+
+  async consumeBroadcast(binding: BroadcastBinding, onMessage: (message: BroadcastMessage) => void): Promise<QueueConsumer> {
+    const consumer = new AmqpBroadcastConsumer(this.connection, binding, onMessage, () => this.declareBroadcast(binding));
+    this.consumers.add(consumer);
+    await Promise.race([consumer.start(), this.stopped]);
+    return consumer;
+  }
+
+  /**
+   * Not cached per connection: an auto-delete queue goes away with its consumer's channel, so each
+   * new consumer channel declares it again. A conflict is this binding's problem, not the worker's.
+   */
+  private declareBroadcast(binding: BroadcastBinding): Promise<void> {
+    return this.onOwnChannel(
+      binding.queue,
+      async (channel) => {
+        await channel.assertExchange(binding.exchange, binding.exchangeType, { durable: false, autoDelete: false });
+        const { consumerCount } = await channel.assertQueue(binding.queue, {
+          durable: false,
+          autoDelete: true,
+          exclusive: false,
+          arguments: binding.queueArguments,
+        });
+        await channel.bindQueue(binding.queue, binding.exchange, binding.routingKey);
+        binding.onDeclared?.(consumerCount);
+      },
+      false,
+    );
   }
 
   async publish(message: OutgoingMessage, options: PublishOptions = {}): Promise<void> {
@@ -161,10 +203,11 @@ export class AmqpBroker implements Broker {
     }
   }
 
-  private declareOnce(queue: string, key: string, declare: (channel: Channel) => Promise<void>): Promise<void> {
+  /** `fatal`: a refused declaration (PRECONDITION_FAILED) stops the broker; otherwise it only rejects. */
+  private declareOnce(queue: string, key: string, declare: (channel: Channel) => Promise<void>, fatal = true): Promise<void> {
     let declared = this.declared.get(key);
     if (!declared) {
-      declared = this.onOwnChannel(queue, declare);
+      declared = this.onOwnChannel(queue, declare, fatal);
       this.declared.set(key, declared);
       declared.catch(() => this.declared.delete(key));
     }
@@ -175,7 +218,7 @@ export class AmqpBroker implements Broker {
    * Runs a declaration on a channel of its own, so a refused declaration (which closes its channel)
    * never takes the publisher or a consumer down with it. A lost connection means: again on the next.
    */
-  private async onOwnChannel(queue: string, work: (channel: Channel) => Promise<void>): Promise<void> {
+  private async onOwnChannel(queue: string, work: (channel: Channel) => Promise<void>, fatal = true): Promise<void> {
     for (;;) {
       const connection = await this.connected();
       try {
@@ -186,7 +229,8 @@ export class AmqpBroker implements Broker {
         return;
       } catch (error) {
         const conflict = declarationConflict(error, queue);
-        if (conflict) throw this.fail(conflict);
+        if (conflict && fatal) throw this.fail(conflict);
+        if (conflict) throw conflict;
         if (this.failure || this.closed || !isConnectionLoss(error)) throw error;
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
@@ -264,6 +308,58 @@ class AmqpQueueConsumer implements QueueConsumer {
     if (prefetch === this.prefetch) return;
     this.prefetch = prefetch;
     await this.current?.channel.prefetch(prefetch, true).catch(() => undefined);
+  }
+
+  async cancel(): Promise<void> {
+    this.cancelled = true;
+    const current = this.current;
+    if (current) await current.channel.cancel(current.consumerTag).catch(() => undefined);
+  }
+
+  close(): Promise<void> {
+    this.cancelled = true;
+    return this.wrapper.close();
+  }
+}
+
+/** A noAck consumer of a transient queue (remote control, events), declared on every (re)connect. */
+class AmqpBroadcastConsumer implements QueueConsumer {
+  private readonly wrapper: ChannelWrapper;
+  private current?: { channel: Channel; consumerTag: string };
+  private cancelled = false;
+
+  constructor(
+    connection: AmqpConnectionManager,
+    private readonly binding: BroadcastBinding,
+    private readonly onMessage: (message: BroadcastMessage) => void,
+    private readonly declare: () => Promise<void>,
+  ) {
+    this.wrapper = connection.createChannel({ confirm: false });
+    this.wrapper.on('error', (error: Error) => {
+      if (!(error instanceof BrokerFailedError)) logger.warn(`Channel consuming '${binding.queue}' failed: ${error.message}`);
+    });
+  }
+
+  start(): Promise<void> {
+    return this.wrapper.addSetup((channel: Channel) => this.setup(channel));
+  }
+
+  private async setup(channel: Channel): Promise<void> {
+    if (this.cancelled) return;
+    await this.declare();
+    channel.on('error', (error: Error) => logger.warn(`Channel consuming '${this.binding.queue}' closed by the broker: ${error.message}`));
+    const { consumerTag } = await channel.consume(
+      this.binding.queue,
+      (message: ConsumeMessage | null) => {
+        if (message !== null) this.onMessage({ body: message.content, properties: message.properties });
+      },
+      { noAck: true },
+    );
+    this.current = { channel, consumerTag };
+  }
+
+  async setPrefetch(): Promise<void> {
+    // noAck: the broker sends without a window.
   }
 
   async cancel(): Promise<void> {

@@ -53,6 +53,27 @@ export interface QueueConsumer {
   cancel(): Promise<void>;
 }
 
+/**
+ * A transient queue bound to an exchange and consumed without acks, declared anew on every
+ * (re)connect: what kombu's pidbox node (remote control) and event receivers use.
+ */
+export interface BroadcastBinding {
+  exchange: string;
+  exchangeType: 'fanout' | 'direct' | 'topic';
+  queue: string;
+  routingKey: string;
+  /** RabbitMQ queue arguments (`x-expires`, `x-message-ttl`, …), exactly as the other side declares them. */
+  queueArguments?: Record<string, unknown>;
+  /** Called after each declaration with the consumers the queue already had (kombu warns when a node name is in use). */
+  onDeclared?: (consumerCount: number) => void;
+}
+
+/** A message consumed without ack. */
+export interface BroadcastMessage {
+  readonly body: Buffer;
+  readonly properties: MessageProperties;
+}
+
 /** `failed`: an error that reconnecting cannot fix stopped the broker for good. */
 export type BrokerEvent = 'connect' | 'disconnect' | 'failed';
 
@@ -68,6 +89,17 @@ export interface Broker {
   /** Declares a plain durable queue reached through the default exchange (dead letters). */
   declareDeadLetterQueue(queue: string): Promise<void>;
   consume(queue: string, options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<QueueConsumer>;
+  /**
+   * Declares a non-durable exchange (kombu's `durable=False`, e.g. `reply.celery.pidbox`) once per
+   * connection. A conflicting declaration rejects without stopping the broker. Absent on in-process brokers.
+   */
+  declareTransientExchange?(exchange: string, type: BroadcastBinding['exchangeType']): Promise<void>;
+  /**
+   * Consumes `binding.queue` with noAck after declaring the exchange (non-durable), the queue
+   * (non-durable, auto-delete, with its arguments) and the binding, again on every reconnect.
+   * Absent on in-process brokers.
+   */
+  consumeBroadcast?(binding: BroadcastBinding, onMessage: (message: BroadcastMessage) => void): Promise<QueueConsumer>;
   /** Resolves once the broker has confirmed the message; survives reconnects. */
   publish(message: OutgoingMessage, options?: PublishOptions): Promise<void>;
   on(event: BrokerEvent, listener: (detail?: unknown) => void): void;

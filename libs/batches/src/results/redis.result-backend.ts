@@ -2,11 +2,12 @@ import { BATCHES_DEFAULTS } from '../batches.options.js';
 import { Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { optionalPeer } from '../optional-peer.js';
-import { ResultBackend } from './result-backend.js';
+import { ResultBackend, type ChordPart } from './result-backend.js';
 import { ResultWaiters } from './result-waiters.js';
-import { pendingResult, toTaskResult, type TaskMeta, type TaskResult, type WaitOptions } from './task-result.js';
+import { pendingResult, toTaskResult, type TaskMeta, type TaskResult, type TaskState, type WaitOptions } from './task-result.js';
 
 const KEY_PREFIX = 'celery-task-meta-';
+const GROUP_KEY_PREFIX = 'celery-taskset-meta-';
 const logger = new Logger('RedisResultBackend');
 
 // Celery 5.2 GETs, then SETEX + PUBLISH in a pipeline; one script makes that check-and-set atomic.
@@ -21,7 +22,27 @@ redis.call('PUBLISH', KEYS[1], ARGV[1])
 return 1
 `;
 
-type CeleryRedis = Redis & { storeCeleryMeta(key: string, value: string, expiresMs: number): Promise<number> };
+// Celery 5.2's on_chord_part_return (Redis, ordered chords): ZADD the part with its group index, count
+// the parts against the size the producer set (`.s`) plus any added since (`.t`), refresh the expiry.
+// The part that completes the count reads every part and deletes the keys, all in one atomic step,
+// so exactly one worker, Python or Nest, fires the body.
+const CHORD_PART_SCRIPT = `
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local ready = redis.call('ZCOUNT', KEYS[1], '-inf', '+inf')
+local diff = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+local size = redis.call('GET', KEYS[3])
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
+if not size then return false end
+if ready ~= tonumber(size) + diff then return false end
+local parts = redis.call('ZRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return parts
+`;
+
+type CeleryRedis = Redis & {
+  storeCeleryMeta(key: string, value: string, expiresMs: number): Promise<number>;
+  chordPartReturn(parts: string, diff: string, size: string, part: string, score: string, expiresMs: number): Promise<string[] | null>;
+};
 
 /**
  * Results in Redis in Celery's format (`celery-task-meta-<id>`, published on the same channel), so
@@ -54,6 +75,7 @@ export class RedisResultBackend extends ResultBackend {
     // Auto-pipelining sends a batch's many result writes in one round trip; null retries: writes wait out a reconnect.
     const client = new RedisClient(url, { enableAutoPipelining: true, maxRetriesPerRequest: null });
     client.defineCommand('storeCeleryMeta', { numberOfKeys: 1, lua: STORE_SCRIPT });
+    client.defineCommand('chordPartReturn', { numberOfKeys: 3, lua: CHORD_PART_SCRIPT });
     reportErrors(client, 'connection');
     this.client = client as CeleryRedis;
   }
@@ -65,6 +87,14 @@ export class RedisResultBackend extends ResultBackend {
 
   waitForResult<T = unknown>(id: string, options?: WaitOptions): Promise<T> {
     return this.waiters.wait<T>(id, options);
+  }
+
+  override async chordPartReturn(part: ChordPart): Promise<ChordPart[] | undefined> {
+    const key = `${GROUP_KEY_PREFIX}${part.groupId}`;
+    const encoded = JSON.stringify([1, part.taskId, part.state, part.result]);
+    const score = part.groupIndex === null ? '+inf' : String(part.groupIndex);
+    const parts = await this.client.chordPartReturn(`${key}.j`, `${key}.t`, `${key}.s`, encoded, score, this.expiresMs);
+    return parts ? parts.map((each) => decodeChordPart(each, part.groupId)) : undefined;
   }
 
   protected async store(meta: TaskMeta): Promise<void> {
@@ -141,4 +171,10 @@ async function quit(connection: Redis): Promise<void> {
 function redisClass(url: string): typeof Redis {
   const redacted = url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
   return optionalPeer<{ Redis: typeof Redis }>('ioredis', `\`resultBackend: '${redacted}'\``).Redis;
+}
+
+/** One stored chord part, `[1, task id, state, result]` as Celery encodes it. */
+function decodeChordPart(encoded: string, groupId: string): ChordPart {
+  const [, taskId, state, result] = JSON.parse(encoded) as [number, string, TaskState, unknown];
+  return { groupId, taskId, groupIndex: null, state, result };
 }

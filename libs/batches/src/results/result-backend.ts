@@ -37,6 +37,17 @@ export class BatchMarks {
   }
 }
 
+/** One finished header task of a chord, as the result backend counts it. */
+export interface ChordPart {
+  groupId: string;
+  taskId: string;
+  /** Its place in the header (Celery's `group_index`); null sorts last. */
+  groupIndex: number | null;
+  state: TaskState;
+  /** The SUCCESS value, or the exception info of a FAILURE. */
+  result: unknown;
+}
+
 /**
  * Per-request results in Celery's format. Inject it into a batch handler to mark each request;
  * requests left unmarked are resolved by the worker (see the README, "Results").
@@ -86,6 +97,15 @@ export abstract class ResultBackend {
   }
 
   abstract close(): Promise<void>;
+
+  /**
+   * Counts a finished header task of a chord, as Celery's `on_chord_part_return`. Resolves with
+   * every part, in header order, when this one completed the chord (exactly once, across workers),
+   * else with undefined. Backends without chord support (memory) never complete one.
+   */
+  async chordPartReturn(_part: ChordPart): Promise<ChordPart[] | undefined> {
+    return undefined;
+  }
 
   /** Called by the worker around a handler call, to learn which requests the handler marked. */
   track(requests: readonly SimpleRequest[]): BatchMarks {

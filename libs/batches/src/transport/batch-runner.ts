@@ -1,5 +1,6 @@
 import type { Logger } from '@nestjs/common';
 import type { Delivery } from '../broker/broker.interface.js';
+import type { WorkerActivity } from '../control/worker-activity.js';
 import type { BatchEvents, FlushReason } from '../events/batch-events.js';
 import type { RegisteredHandler } from '../handler.explorer.js';
 import type { BatchMarks, ResultBackend } from '../results/result-backend.js';
@@ -24,15 +25,20 @@ export class BatchRunner {
     private readonly events: BatchEvents,
     /** Absent for eager runs, which have no broker to retry through. */
     private readonly redelivery?: Redelivery,
+    /** What remote control reports and revokes; absent for eager runs. */
+    private readonly activity?: WorkerActivity,
   ) {}
 
   /** Never rejects: a failure is settled per request. Returns the batch's marks, to read each request's final state. */
-  async run(batch: readonly Envelope[], reason: FlushReason): Promise<BatchMarks | undefined> {
+  async run(buffered: readonly Envelope[], reason: FlushReason): Promise<BatchMarks | undefined> {
+    // Revoked while buffered: stored REVOKED and acked instead of run.
+    const batch = this.activity ? this.activity.admit(buffered, this.results, this.acks) : buffered;
     // Requests from a channel that died are redelivered by the broker: running them here would run them twice.
     const live = batch.every(isLive) ? batch : batch.filter(isLive);
     if (live.length === 0) return undefined;
     const requests = live.map((envelope) => envelope.request);
     const marks = this.results.track(requests);
+    const running = this.activity?.started(requests);
     const { task } = this.handler;
     const queue = live[0].queue;
     const started = Date.now();
@@ -58,6 +64,7 @@ export class BatchRunner {
       return marks;
     } finally {
       this.results.untrack(marks);
+      running?.finished();
     }
   }
 

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
 import { derivePrefetch, type ResolvedModuleOptions } from '../batches.options.js';
 import type { Broker } from '../broker/broker.interface.js';
+import { WorkerActivity } from '../control/worker-activity.js';
 import { BatchEvents } from '../events/batch-events.js';
 import { HandlerExplorer, type RegisteredHandler } from '../handler.explorer.js';
 import type { TaskArgs, TaskKwargs } from '../simple-request.js';
@@ -38,6 +39,7 @@ export class BatchWorker implements OnModuleDestroy {
     @Inject(BATCHES_BROKER) private readonly broker: Broker,
     @Inject(BATCHES_OPTIONS) private readonly options: ResolvedModuleOptions,
     private readonly events: BatchEvents,
+    private readonly activity: WorkerActivity,
   ) {}
 
   /**
@@ -57,7 +59,7 @@ export class BatchWorker implements OnModuleDestroy {
     const byQueue = new Map<string, Map<string, BatchPipeline>>();
     for (const handler of this.handlers.all()) {
       const tasks = byQueue.get(handler.options.queue) ?? new Map<string, BatchPipeline>();
-      const runner = new BatchRunner(handler, this.results, this.acks, this.logger, this.events, redelivery);
+      const runner = new BatchRunner(handler, this.results, this.acks, this.logger, this.events, redelivery, this.activity);
       byQueue.set(handler.options.queue, tasks.set(handler.task, new BatchPipeline(handler, runner, this.events, handler.options.queue)));
     }
     const deps = {
@@ -67,6 +69,7 @@ export class BatchWorker implements OnModuleDestroy {
       redelivery,
       logger: this.logger,
       events: this.events,
+      activity: this.activity,
       hostname: this.options.hostname,
       maxMessageBytes: this.options.maxMessageBytes,
     };

@@ -3,6 +3,7 @@ import { Server, type CustomTransportStrategy } from '@nestjs/microservices';
 import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
 import type { ResolvedModuleOptions } from '../batches.options.js';
 import type { Broker, BrokerEvent } from '../broker/broker.interface.js';
+import { RemoteControl } from '../control/remote-control.js';
 import { BatchWorker } from './batch-worker.js';
 
 /** `failed`: an error that reconnecting cannot fix (credentials, vhost, TLS, a conflicting queue) stopped the worker. */
@@ -26,6 +27,7 @@ export class BatchesServer extends Server<BatchesEvents, BatchesStatus> implemen
     private readonly worker: BatchWorker,
     @Inject(BATCHES_BROKER) private readonly broker: Broker,
     @Inject(BATCHES_OPTIONS) private readonly options: ResolvedModuleOptions,
+    private readonly control: RemoteControl,
   ) {
     super();
     // `connecting` until the first connection; `disconnected` once one is lost.
@@ -52,8 +54,10 @@ export class BatchesServer extends Server<BatchesEvents, BatchesStatus> implemen
     } catch (error) {
       return callback(error); // configuration errors stop startup
     }
+    // Celery's remote control (pidbox); never rejects, so it never stops the worker.
+    const control = this.control.start();
     if (this.options.waitForBroker) {
-      started.then(() => callback(), callback);
+      Promise.all([started, control]).then(() => callback(), callback);
       return;
     }
     // The broker has logged what stopped it; anything else is logged here.
@@ -64,8 +68,8 @@ export class BatchesServer extends Server<BatchesEvents, BatchesStatus> implemen
   }
 
   /** Stops consuming, runs every buffered request through its handler, acks, then returns. */
-  close(): Promise<void> {
-    return this.worker.stop();
+  async close(): Promise<void> {
+    await Promise.all([this.control.stop(), this.worker.stop()]);
   }
 
   on<EventKey extends keyof BatchesEvents>(event: EventKey, callback: BatchesEvents[EventKey]): void {

@@ -4,6 +4,7 @@ import type { Broker, Delivery, QueueConsumer } from '../broker/broker.interface
 import { decodeTaskMessage, InvalidMessageError, type TaskMessage } from '../protocol/celery-message.js';
 import { NotRegistered } from '../results/not-registered.js';
 import type { ResultBackend } from '../results/result-backend.js';
+import type { WorkerActivity } from '../control/worker-activity.js';
 import type { BatchEvents } from '../events/batch-events.js';
 import type { AckTrackers } from './ack-tracker.js';
 import type { BatchPipeline } from './batch-pipeline.js';
@@ -17,6 +18,8 @@ export interface QueueWorkerDeps {
   redelivery: Redelivery;
   logger: Logger;
   events: BatchEvents;
+  /** What remote control reports and revokes; absent in eager runs. */
+  activity?: WorkerActivity;
   hostname: string;
   maxMessageBytes: number;
 }
@@ -83,6 +86,8 @@ export class QueueWorker {
     if (events.observed) {
       events.emit({ type: 'request.received', task: message.task, queue: this.queue, at: Date.now(), request: envelope.request });
     }
+    const { activity } = this.deps;
+    if (activity?.revoked.has(message.id)) return activity.revoke(envelope, this.deps.results, this.deps.acks);
     const wait = message.eta ? message.eta.getTime() - Date.now() : 0;
     // Once stopping, a request not yet due stays unacked: the broker hands it out again.
     if (wait > 0) return this.stopped ? undefined : this.hold(pipeline, envelope, wait);
@@ -93,6 +98,9 @@ export class QueueWorker {
     const { message, delivery } = envelope;
     if (!delivery?.channel.open) return; // the broker redelivers it
     if (message.expires && message.expires.getTime() <= Date.now()) return this.expire(envelope, delivery);
+    const { activity } = this.deps;
+    if (activity?.revoked.has(message.id)) return activity.revoke(envelope, this.deps.results, this.deps.acks);
+    activity?.reserve(envelope.request);
     pipeline.push(envelope);
   }
 

@@ -1,0 +1,129 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { BATCHES_OPTIONS } from '../batches.constants.js';
+import { derivePrefetch, type ResolvedModuleOptions } from '../batches.options.js';
+import { HandlerExplorer } from '../handler.explorer.js';
+import type { ResultBackend } from '../results/result-backend.js';
+import type { SimpleRequest } from '../simple-request.js';
+import type { AckTrackers } from '../transport/ack-tracker.js';
+import type { Envelope } from '../transport/envelope.js';
+import { LamportClock } from './lamport-clock.js';
+import { RevokedIds } from './revoked-ids.js';
+import type { ActiveRequest, WorkerState } from './worker-state.js';
+
+/** A running batch; `finished()` once its requests are settled. */
+export interface RunningBatch {
+  finished(): void;
+}
+
+/**
+ * The worker's bookkeeping for remote control: the worker reports requests as it buffers, starts
+ * and finishes them; remote control reads them. Revoked ids live here too, so a batch that starts
+ * skips them (stored REVOKED and acked, as Celery does).
+ */
+@Injectable()
+export class WorkerActivity implements WorkerState {
+  readonly clock = new LamportClock();
+  readonly startedAt = Date.now();
+  eventsEnabled = false;
+  private readonly logger = new Logger('BatchesServer');
+  private readonly buffered = new Set<SimpleRequest>();
+  private readonly running = new Set<{ requests: readonly SimpleRequest[]; timeStart: number }>();
+  private readonly totals = new Map<string, number>();
+
+  constructor(
+    readonly revoked: RevokedIds,
+    private readonly handlers: HandlerExplorer,
+    @Inject(BATCHES_OPTIONS) private readonly options: ResolvedModuleOptions,
+  ) {}
+
+  get hostname(): string {
+    return this.options.hostname;
+  }
+
+  /** The worker buffered a request (it goes to a pipeline). */
+  reserve(request: SimpleRequest): void {
+    this.buffered.add(request);
+  }
+
+  /**
+   * A batch leaves its buffer: returns the requests to run. Revoked ones are split off, stored
+   * REVOKED and acked (requests from a closed channel are left to the broker's redelivery).
+   */
+  admit(batch: readonly Envelope[], results: ResultBackend, acks: AckTrackers): readonly Envelope[] {
+    for (const envelope of batch) this.buffered.delete(envelope.request);
+    if (this.revoked.size === 0 || !batch.some((envelope) => this.revoked.has(envelope.request.id))) return batch;
+    const run: Envelope[] = [];
+    for (const envelope of batch) {
+      if (!this.revoked.has(envelope.request.id)) run.push(envelope);
+      else if (envelope.delivery === undefined || envelope.delivery.channel.open) this.revoke(envelope, results, acks);
+    }
+    return run;
+  }
+
+  /** A batch's handler is about to run on `requests`. */
+  started(requests: readonly SimpleRequest[]): RunningBatch {
+    const batch = { requests, timeStart: Date.now() / 1000 };
+    this.running.add(batch);
+    for (const request of requests) this.totals.set(request.name, (this.totals.get(request.name) ?? 0) + 1);
+    return { finished: () => this.running.delete(batch) };
+  }
+
+  tasks(): string[] {
+    return this.handlers
+      .all()
+      .map((handler) => handler.task)
+      .toSorted();
+  }
+
+  queues(): string[] {
+    return [...new Set(this.handlers.all().map((handler) => handler.options.queue))];
+  }
+
+  reserved(): SimpleRequest[] {
+    return [...this.buffered];
+  }
+
+  active(): ActiveRequest[] {
+    return [...this.running].flatMap(({ requests, timeStart }) => requests.map((request) => ({ request, timeStart })));
+  }
+
+  processedTotals(): Record<string, number> {
+    return Object.fromEntries(this.totals);
+  }
+
+  concurrency(): number {
+    return this.handlers.all().reduce((sum, handler) => sum + handler.options.concurrency, 0);
+  }
+
+  prefetchCount(): number {
+    let total = 0;
+    for (const queue of this.queues()) {
+      const options = this.handlers
+        .all()
+        .filter((handler) => handler.options.queue === queue)
+        .map((handler) => handler.options);
+      try {
+        total += derivePrefetch(queue, options);
+      } catch {
+        // A refused configuration never started the worker: nothing is prefetched for it.
+      }
+    }
+    return total;
+  }
+
+  /** Skips a revoked request: stores REVOKED, then acks it (unacked, so redelivered, if the store fails). */
+  revoke(envelope: Envelope, results: ResultBackend, acks: AckTrackers): void {
+    void this.storeRevoked(envelope, results, acks);
+  }
+
+  private async storeRevoked(envelope: Envelope, results: ResultBackend, acks: AckTrackers): Promise<void> {
+    const { request, delivery } = envelope;
+    try {
+      await results.markAsRevoked(request.id, 'revoked', request);
+      if (delivery) acks.settle([delivery]);
+      this.logger.log(`Discarding revoked task: ${request.name}[${request.id}]`);
+    } catch (error) {
+      this.logger.error(`Could not store REVOKED for task ${request.id}; it stays unacked: ${String(error)}`);
+    }
+  }
+}
