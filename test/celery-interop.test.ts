@@ -4,6 +4,7 @@ import type { INestMicroservice } from '@nestjs/common';
 import { BatchClient, ResultBackend, TaskFailedError, type SimpleRequest } from 'nestjs-batches';
 import { celeryMissing, PythonProcess, type PythonEvent } from './support/python.js';
 import { AMQP_URL, TestRabbit, uniqueQueue } from './support/rabbitmq.js';
+import { waitFor } from './support/wait.js';
 import { recorder, startWorker } from './support/worker-app.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
@@ -164,10 +165,13 @@ describe('a Python and a Nest worker on one queue', { skip }, () => {
         await python.waitForEvent('ready');
         app ??= await startWorker({ broker: AMQP_URL, resultBackend: REDIS_URL, defaultQueue: queue }, [Echo]);
         // Both consumers attached to the one queue: neither declaration was refused (a mismatch closes the channel).
+        // The Nest worker connects in the background, so wait for its consumer rather than read the count once.
         const rabbit = await TestRabbit.connect();
-        const { consumerCount } = await rabbit.channel.checkQueue(queue);
-        await rabbit.close();
-        assert.equal(consumerCount, 2);
+        try {
+          await waitFor(async () => (await rabbit.channel.checkQueue(queue)).consumerCount === 2, 'two consumers on the queue');
+        } finally {
+          await rabbit.close();
+        }
       } finally {
         await app?.close();
         await python.stop();

@@ -18,12 +18,12 @@ export async function prepareBacklog(queue: string, n: number, format: MessageFo
   await channel.purgeQueue(queue);
   for (let i = 0; i < n; i++) {
     if (format === 'celery') {
-      const { body, properties } = encodeTaskMessage({ task: 'bench.noop', args: [i] });
+      const { body, properties } = encodeTaskMessage({ task: 'bench.noop', args: [i] }, 'full');
       channel.sendToQueue(queue, body, properties);
     } else {
       // Nest's RMQ transport reads its own envelope, not Celery's.
       const headers =
-        format === 'nest-celery-headers' ? encodeTaskMessage({ task: 'bench.noop', args: [i] }).properties.headers : undefined;
+        format === 'nest-celery-headers' ? encodeTaskMessage({ task: 'bench.noop', args: [i] }, 'full').properties.headers : undefined;
       channel.sendToQueue(queue, Buffer.from(JSON.stringify({ pattern: 'bench.noop', data: [i] })), {
         deliveryMode: 2,
         contentType: 'application/json',

@@ -51,7 +51,7 @@ export async function memoryPipeline({ n, flushEvery = 100 }: RunOptions): Promi
   const broker = app.get<MemoryBroker>(BATCHES_BROKER);
   await broker.declareQueue('bench');
   for (let i = 0; i < total; i++) {
-    const { body, properties } = encodeTaskMessage({ task: 'bench.noop', args: [i] });
+    const { body, properties } = encodeTaskMessage({ task: 'bench.noop', args: [i] }, 'full');
     await broker.publish({ exchange: 'bench', routingKey: 'bench', body, properties });
   }
   await app.listen();

@@ -16,7 +16,7 @@ export async function rawPublish({ n, queue }: RunOptions): Promise<Measurement>
   const cpu = process.cpuUsage();
   const started = performance.now();
   for (let i = 0; i < n; i++) {
-    const { body, properties } = encodeTaskMessage({ task: 'bench.noop', args: [i] });
+    const { body, properties } = encodeTaskMessage({ task: 'bench.noop', args: [i] }, 'full');
     channel.publish(queue, queue, body, properties);
     if (i % WINDOW === WINDOW - 1) await channel.waitForConfirms();
   }

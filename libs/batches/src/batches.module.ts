@@ -6,6 +6,7 @@ import { resolveModuleOptions, type BatchesModuleOptions, type ResolvedModuleOpt
 import { AmqpBroker } from './broker/amqp.broker.js';
 import type { Broker } from './broker/broker.interface.js';
 import { MemoryBroker } from './broker/memory.broker.js';
+import { CanvasSender } from './canvas/canvas-sender.js';
 import { BatchClient } from './client/batch.client.js';
 import { ConnectionsLifecycle } from './connections.lifecycle.js';
 import { RemoteControl } from './control/remote-control.js';
@@ -43,6 +44,11 @@ function createResultBackend(options: ResolvedModuleOptions): ResultBackend {
       useFactory: (options: BatchesModuleOptions) => resolveModuleOptions(options),
     },
     { provide: BATCHES_BROKER, inject: [BATCHES_OPTIONS], useFactory: createBroker },
+    {
+      provide: CanvasSender,
+      inject: [BATCHES_BROKER, BATCHES_OPTIONS],
+      useFactory: (broker: Broker, options: ResolvedModuleOptions) => new CanvasSender(broker, options),
+    },
     { provide: ResultBackend, inject: [BATCHES_OPTIONS], useFactory: createResultBackend },
     HandlerExplorer,
     BatchWorker,

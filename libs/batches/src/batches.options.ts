@@ -1,3 +1,6 @@
+import { taskRouter } from './canvas/task-routes.js';
+import { MESSAGE_FORMATS, type MessageFormat } from './protocol/celery-message.js';
+
 /** Options of `BatchesModule.forRoot()`. Every field is optional; defaults are in `BATCHES_DEFAULTS`. */
 export interface BatchesModuleOptions {
   /**
@@ -15,6 +18,12 @@ export interface BatchesModuleOptions {
   flushInterval?: number;
   /** Queue used by handlers and by the client when none is named (Celery's `task_default_queue`). */
   defaultQueue?: string;
+  /**
+   * Queues of tasks by name, as Celery's `task_routes`: glob patterns (`'py.*'`) → queue. Used by
+   * `BatchClient` and for the tasks the worker sends itself (chain steps, callbacks, chord bodies)
+   * when their signature names no queue. Unrouted tasks go to `defaultQueue`.
+   */
+  taskRoutes?: Record<string, string>;
   /** Default `maxRetries` of handlers. */
   maxRetries?: number;
   /** Default `retryDelay` (ms) of handlers: the first retry waits this long, each next one twice as long. */
@@ -38,6 +47,23 @@ export interface BatchesModuleOptions {
    * worker stops waiting, logs what it leaves unacked (RabbitMQ redelivers it) and closes.
    */
   shutdownTimeout?: number;
+  /**
+   * How the messages this module publishes (`BatchClient` tasks and retries) write Celery's
+   * protocol-2 header table. `'lean'` (default) leaves out the headers whose value is null
+   * (`shadow`, `group_index`, and `group`, `parent_id`, `eta`, `expires` when unset) and `timelimit`
+   * when neither limit is set: Celery 5's worker reads each of them with `.get()`, so Python Celery
+   * workers run lean messages exactly as full ones, while RabbitMQ spends far less CPU per message
+   * (null header values are most of its cost). `'full'` writes Celery's complete table, nulls included, for consumers that
+   * expect every header to be there. Messages are read in either form regardless.
+   */
+  messageFormat?: MessageFormat;
+  /**
+   * Send Celery's monitoring events (`worker-online`, `worker-heartbeat`, `task-received`,
+   * `task-succeeded`, …) on the `celeryev` exchange, as `celery worker -E` does, so `celery events`
+   * and Flower see this worker. Off by default, like Celery; remote `enable_events` /
+   * `disable_events` (`celery control enable_events`) switch task events at runtime.
+   */
+  sendEvents?: boolean;
 }
 
 /** Options of `@BatchHandler(name, options)`. Unset fields take the module's defaults. */
@@ -78,6 +104,8 @@ export const BATCHES_DEFAULTS = {
   waitForBroker: false,
   publishTimeout: 30_000,
   shutdownTimeout: 20_000,
+  messageFormat: 'lean',
+  sendEvents: false,
 } as const;
 
 export interface ResolvedModuleOptions {
@@ -87,6 +115,8 @@ export interface ResolvedModuleOptions {
   flushEvery: number;
   flushInterval: number;
   defaultQueue: string;
+  /** The queue of a task name (`taskRoutes`, else `defaultQueue`). */
+  route: (task: string) => string;
   maxRetries: number;
   retryDelay: number;
   hostname: string;
@@ -95,6 +125,8 @@ export interface ResolvedModuleOptions {
   waitForBroker: boolean;
   publishTimeout: number;
   shutdownTimeout: number;
+  messageFormat: MessageFormat;
+  sendEvents: boolean;
 }
 
 export interface ResolvedHandlerOptions {
@@ -158,6 +190,7 @@ export function resolveModuleOptions(options: BatchesModuleOptions = {}): Resolv
     );
   }
   const hint = 'Leave it unset for the default.';
+  const defaultQueue = queueName(where, 'defaultQueue', options.defaultQueue ?? BATCHES_DEFAULTS.defaultQueue);
   return {
     brokerUrls,
     resultBackend,
@@ -169,7 +202,8 @@ export function resolveModuleOptions(options: BatchesModuleOptions = {}): Resolv
       options.flushInterval ?? BATCHES_DEFAULTS.flushInterval,
       'It is in milliseconds.',
     ),
-    defaultQueue: queueName(where, 'defaultQueue', options.defaultQueue ?? BATCHES_DEFAULTS.defaultQueue),
+    defaultQueue,
+    route: taskRouter(options.taskRoutes ?? {}, defaultQueue),
     maxRetries: nonNegativeInteger(where, 'maxRetries', options.maxRetries ?? BATCHES_DEFAULTS.maxRetries, hint),
     retryDelay: nonNegativeInteger(where, 'retryDelay', options.retryDelay ?? BATCHES_DEFAULTS.retryDelay, 'It is in milliseconds.'),
     hostname: options.hostname ?? `nestjs-batches@${process.env.HOSTNAME ?? 'localhost'}`,
@@ -188,7 +222,26 @@ export function resolveModuleOptions(options: BatchesModuleOptions = {}): Resolv
       options.shutdownTimeout ?? BATCHES_DEFAULTS.shutdownTimeout,
       'It is in milliseconds.',
     ),
+    messageFormat: messageFormat(where, options.messageFormat ?? BATCHES_DEFAULTS.messageFormat),
+    sendEvents: booleanOption(where, 'sendEvents', options.sendEvents ?? BATCHES_DEFAULTS.sendEvents),
   };
+}
+
+function messageFormat(where: string, value: unknown): MessageFormat {
+  if (!MESSAGE_FORMATS.includes(value as MessageFormat)) {
+    throw new BatchesConfigError(
+      `${where}: \`messageFormat\` must be 'lean' or 'full', got ${JSON.stringify(value)}. ` +
+        "Use 'full' only for consumers that need Celery's complete header table, or leave it unset for 'lean'.",
+    );
+  }
+  return value as MessageFormat;
+}
+
+function booleanOption(where: string, option: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') {
+    throw new BatchesConfigError(`${where}: \`${option}\` must be true or false, got ${JSON.stringify(value)}.`);
+  }
+  return value;
 }
 
 function queueName(where: string, option: string, value: string): string {

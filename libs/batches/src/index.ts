@@ -27,7 +27,8 @@ export { BatchesServer, BATCHES_TRANSPORT, type BatchesStatus } from './transpor
 export { UnknownTaskError } from './transport/batch-worker.js';
 export { DEAD_LETTER_SUFFIX, deadLetterQueue } from './transport/redelivery.js';
 export { BatchClient, type ApplyAsyncOptions, type ApplyOptions } from './client/batch.client.js';
-export { AsyncResult, EagerResult } from './client/async-result.js';
+export { AsyncResult, EagerResult, GroupResult } from './client/async-result.js';
+export { signature, type Signature, type SignatureOptions } from './canvas/signature.js';
 export { ResultBackend } from './results/result-backend.js';
 export { MemoryResultBackend } from './results/memory.result-backend.js';
 export { RedisResultBackend } from './results/redis.result-backend.js';
@@ -45,7 +46,14 @@ export type { Broker, BrokerEvent, Delivery, OutgoingMessage, MessageProperties,
 export { MemoryBroker } from './broker/memory.broker.js';
 export { AmqpBroker } from './broker/amqp.broker.js';
 export { BrokerFailedError, PublishTimeoutError } from './broker/broker-errors.js';
-export { encodeTaskMessage, decodeTaskMessage, InvalidMessageError, type TaskMessage, type TaskSpec } from './protocol/celery-message.js';
+export {
+  encodeTaskMessage,
+  decodeTaskMessage,
+  InvalidMessageError,
+  type MessageFormat,
+  type TaskMessage,
+  type TaskSpec,
+} from './protocol/celery-message.js';
 export { RevokedIds } from './control/revoked-ids.js';
 export { WorkerActivity } from './control/worker-activity.js';
 export type { WorkerState, ActiveRequest } from './control/worker-state.js';

@@ -22,6 +22,25 @@ export class AsyncResult<T = unknown> {
   }
 }
 
+/** The results of a group's tasks (Celery's `GroupResult`). */
+export class GroupResult<T = unknown> {
+  constructor(
+    /** The group id each task carries in its `group` header. */
+    readonly id: string,
+    readonly results: readonly AsyncResult<T>[],
+  ) {}
+
+  /** Waits for every task: resolves with their values in order, rejects with the first failure. */
+  get(options?: WaitOptions): Promise<T[]> {
+    return Promise.all(this.results.map((result) => result.get(options)));
+  }
+
+  /** True once every task has finished. */
+  async ready(): Promise<boolean> {
+    return (await Promise.all(this.results.map((result) => result.ready()))).every(Boolean);
+  }
+}
+
 /** A task run in-process (Celery's `EagerResult`): its outcome is already known. */
 export class EagerResult<T = unknown> {
   constructor(

@@ -1,3 +1,4 @@
+import { ChordError } from './chord-error.js';
 import { NotRegistered } from './not-registered.js';
 
 /** Celery's task states. */
@@ -106,6 +107,9 @@ export function errorTypeName(error: Error): string {
 export function exceptionInfo(error: unknown): ExceptionInfo {
   if (error instanceof TaskFailedError) {
     return { exc_type: error.excType, exc_message: [error.excMessage], exc_module: error.excModule };
+  }
+  if (error instanceof ChordError) {
+    return { exc_type: 'ChordError', exc_message: [error.message], exc_module: 'celery.exceptions' };
   }
   if (error instanceof NotRegistered) {
     return { exc_type: 'NotRegistered', exc_message: [error.taskName], exc_module: 'celery.exceptions' };

@@ -1,14 +1,29 @@
 import type { Logger } from '@nestjs/common';
 import type { Delivery } from '../broker/broker.interface.js';
+import { hasWorkflow, type FinalState, type WorkflowSteps } from '../canvas/workflow-steps.js';
 import type { WorkerActivity } from '../control/worker-activity.js';
 import type { BatchEvents, FlushReason } from '../events/batch-events.js';
 import type { RegisteredHandler } from '../handler.explorer.js';
 import type { BatchMarks, ResultBackend } from '../results/result-backend.js';
-import type { ExceptionInfo } from '../results/task-result.js';
+import { exceptionInfo, type ExceptionInfo } from '../results/task-result.js';
 import type { SimpleRequest } from '../simple-request.js';
 import type { AckTrackers } from './ack-tracker.js';
 import type { Envelope } from './envelope.js';
 import type { Redelivery } from './redelivery.js';
+
+/** What a runner settles requests with. Eager runs have no redelivery, activity or workflows. */
+export interface RunnerDeps {
+  results: ResultBackend;
+  acks: AckTrackers;
+  logger: Logger;
+  events: BatchEvents;
+  /** Publishes retries and dead letters. */
+  redelivery?: Redelivery;
+  /** What remote control reports and revokes. */
+  activity?: WorkerActivity;
+  /** Chains, callbacks, errbacks and chords after each request's outcome. */
+  workflows?: WorkflowSteps;
+}
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
 
@@ -17,17 +32,28 @@ type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
  * then retries and dead letters published, and only then the deliveries acked.
  */
 export class BatchRunner {
+  private readonly results: ResultBackend;
+  private readonly acks: AckTrackers;
+  private readonly logger: Logger;
+  private readonly events: BatchEvents;
+  private readonly redelivery?: Redelivery;
+  private readonly activity?: WorkerActivity;
+  private readonly workflows?: WorkflowSteps;
+
   constructor(
     private readonly handler: RegisteredHandler,
-    private readonly results: ResultBackend,
-    private readonly acks: AckTrackers,
-    private readonly logger: Logger,
-    private readonly events: BatchEvents,
-    /** Absent for eager runs, which have no broker to retry through. */
-    private readonly redelivery?: Redelivery,
-    /** What remote control reports and revokes; absent for eager runs. */
-    private readonly activity?: WorkerActivity,
-  ) {}
+    deps: RunnerDeps,
+  ) {
+    ({
+      results: this.results,
+      acks: this.acks,
+      logger: this.logger,
+      events: this.events,
+      redelivery: this.redelivery,
+      activity: this.activity,
+      workflows: this.workflows,
+    } = deps);
+  }
 
   /** Never rejects: a failure is settled per request. Returns the batch's marks, to read each request's final state. */
   async run(buffered: readonly Envelope[], reason: FlushReason): Promise<BatchMarks | undefined> {
@@ -110,6 +136,7 @@ export class BatchRunner {
       done = [];
     }
     if (this.events.observed) this.emitSettled(done, marks, unmarked, values, runtimeMs);
+    if (this.workflows) await this.followWorkflows(this.workflows, done, marks, unmarked, values);
     const redelivered = await Promise.all(again.map(({ envelope, error }) => this.retryOrFail(envelope, error, runtimeMs)));
     const toAck: Delivery[] = [];
     for (const envelope of done) if (envelope.delivery) toAck.push(envelope.delivery);
@@ -142,7 +169,28 @@ export class BatchRunner {
     await stored.catch((storeError: unknown) =>
       this.logger.error(`Could not store the state of task ${request.id}: ${describe(storeError)}`),
     );
+    if (!retried && this.workflows && hasWorkflow(request)) await this.workflows.settled(request, 'FAILURE', exceptionInfo(error));
     return delivery;
+  }
+
+  /** Chains, callbacks, errbacks and chord counts of the requests settled without a retry (few have any). */
+  private async followWorkflows(
+    workflows: WorkflowSteps,
+    done: readonly Envelope[],
+    marks: BatchMarks,
+    unmarked: readonly SimpleRequest[],
+    values: readonly unknown[],
+  ): Promise<void> {
+    const involved = done.filter((envelope) => hasWorkflow(envelope.request));
+    if (involved.length === 0) return;
+    const returned = new Map(unmarked.map((request, index) => [request.id, values[index]]));
+    await Promise.all(
+      involved.map(({ request }) => {
+        const mark = marks.marks.get(request.id);
+        const state: FinalState = mark ? (mark.status as FinalState) : 'SUCCESS';
+        return workflows.settled(request, state, mark ? mark.result : (returned.get(request.id) ?? null));
+      }),
+    );
   }
 
   /** Per-request events for the requests settled without a retry: their final state is their mark, or the returned value. */

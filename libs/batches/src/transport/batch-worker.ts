@@ -3,6 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
 import { derivePrefetch, type ResolvedModuleOptions } from '../batches.options.js';
 import type { Broker } from '../broker/broker.interface.js';
+import { CanvasSender } from '../canvas/canvas-sender.js';
+import { WorkflowSteps } from '../canvas/workflow-steps.js';
 import { WorkerActivity } from '../control/worker-activity.js';
 import { BatchEvents } from '../events/batch-events.js';
 import { HandlerExplorer, type RegisteredHandler } from '../handler.explorer.js';
@@ -40,6 +42,7 @@ export class BatchWorker implements OnModuleDestroy {
     @Inject(BATCHES_OPTIONS) private readonly options: ResolvedModuleOptions,
     private readonly events: BatchEvents,
     private readonly activity: WorkerActivity,
+    private readonly canvas: CanvasSender,
   ) {}
 
   /**
@@ -55,11 +58,20 @@ export class BatchWorker implements OnModuleDestroy {
   }
 
   private prepare(): void {
-    const redelivery = new Redelivery(this.broker);
+    const redelivery = new Redelivery(this.broker, this.options.messageFormat);
+    const workflows = new WorkflowSteps(this.canvas, this.results, this.logger);
     const byQueue = new Map<string, Map<string, BatchPipeline>>();
     for (const handler of this.handlers.all()) {
       const tasks = byQueue.get(handler.options.queue) ?? new Map<string, BatchPipeline>();
-      const runner = new BatchRunner(handler, this.results, this.acks, this.logger, this.events, redelivery, this.activity);
+      const runner = new BatchRunner(handler, {
+        results: this.results,
+        acks: this.acks,
+        logger: this.logger,
+        events: this.events,
+        redelivery,
+        activity: this.activity,
+        workflows,
+      });
       byQueue.set(handler.options.queue, tasks.set(handler.task, new BatchPipeline(handler, runner, this.events, handler.options.queue)));
     }
     const deps = {
@@ -154,9 +166,14 @@ export class BatchWorker implements OnModuleDestroy {
       rootId: id,
       parentId: null,
       group: null,
+      groupIndex: null,
+      callbacks: [],
+      errbacks: [],
+      chain: [],
+      chord: null,
       headers: {},
     };
-    const runner = new BatchRunner(handler, this.results, this.acks, this.logger, this.events);
+    const runner = new BatchRunner(handler, { results: this.results, acks: this.acks, logger: this.logger, events: this.events });
     const marks = await runner.run(
       [envelopeFor(message, handler.options.queue, this.options.hostname, handler.options.ignoreResult)],
       'count',

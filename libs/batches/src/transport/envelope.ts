@@ -36,6 +36,14 @@ export function envelopeFor(message: TaskMessage, queue: string, hostname: strin
     eta: message.eta,
     expires: message.expires,
     headers: message.headers,
+    callbacks: message.callbacks,
+    errbacks: message.errbacks,
+    chain: message.chain,
+    chord: message.chord,
+    group: message.group,
+    groupIndex: message.groupIndex,
+    parentId: message.parentId,
+    rootId: message.rootId,
   });
   return { request, message, delivery, queue };
 }

@@ -1,5 +1,5 @@
 import type { Broker, Delivery } from '../broker/broker.interface.js';
-import { encodeRetry, type TaskMessage } from '../protocol/celery-message.js';
+import { encodeRetry, type MessageFormat, type TaskMessage } from '../protocol/celery-message.js';
 
 export const DEAD_LETTER_SUFFIX = '.dead';
 
@@ -9,12 +9,16 @@ export function deadLetterQueue(queue: string): string {
 
 /** Publishes what must come back later (retries) or never (dead letters); the caller acks after. */
 export class Redelivery {
-  constructor(private readonly broker: Broker) {}
+  constructor(
+    private readonly broker: Broker,
+    /** How retries write their headers (the module's `messageFormat`). */
+    private readonly format: MessageFormat = 'lean',
+  ) {}
 
   /** Due after `retryDelay · 2^retries` ms, with `retries` + 1, on the queue it came from. */
   retry(message: TaskMessage, queue: string, retryDelay: number): Promise<void> {
     const eta = new Date(Date.now() + retryDelay * 2 ** message.retries);
-    const encoded = encodeRetry(message, eta);
+    const encoded = encodeRetry(message, eta, this.format);
     return this.broker.publish({ exchange: '', routingKey: queue, body: encoded.body, properties: encoded.properties });
   }
 
