@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { INestMicroservice } from '@nestjs/common';
 import {
+  BATCHES_BROKER,
   BATCHES_DEFAULTS,
   BatchClient,
   decodeTaskMessage,
@@ -9,6 +10,7 @@ import {
   ResultBackend,
   TaskFailedError,
   type BatchesModuleOptions,
+  type Broker,
   type SimpleRequest,
   type TaskSpec,
 } from 'nestjs-batches';
@@ -397,6 +399,21 @@ describe('Python Celery 5.2 workers run lean messages', { skip: skipPython }, ()
       }
     });
   }
+
+  it('integer headers of 128 and more reach Python as integers through the broker (retries, group_index, timelimit)', async () => {
+    // amqplib would write them as AMQP shorts, which py-amqp reads as strings and kombu then fails on.
+    const encoded = encodeTaskMessage({
+      task: 'lean.inspect',
+      args: ['big'],
+      retries: 200,
+      group: 'group-big',
+      groupIndex: 1_000,
+      headers: { timelimit: [300, 40_000] },
+    });
+    await app.get<Broker>(BATCHES_BROKER).publish({ exchange: '', routingKey: queue, body: encoded.body, properties: encoded.properties });
+    const seen = await results.waitForResult<Inspected>(encoded.id, { timeout: 20_000 });
+    assert.deepEqual([seen.id, seen.retries, seen.group, seen.args], [encoded.id, 200, 'group-big', ['big']]);
+  });
 
   it('Python’s own Task.retry works on a lean message and counts from its retries header', async () => {
     // Retried once by Python itself.

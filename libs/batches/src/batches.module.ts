@@ -9,6 +9,7 @@ import { MemoryBroker } from './broker/memory.broker.js';
 import { CanvasSender } from './canvas/canvas-sender.js';
 import { BatchClient } from './client/batch.client.js';
 import { ConnectionsLifecycle } from './connections.lifecycle.js';
+import { CeleryEvents } from './control/celery-events.js';
 import { RemoteControl } from './control/remote-control.js';
 import { RevokedIds } from './control/revoked-ids.js';
 import { WorkerActivity } from './control/worker-activity.js';
@@ -60,6 +61,7 @@ function createResultBackend(options: ResolvedModuleOptions): ResultBackend {
     { provide: RevokedIds, useFactory: () => new RevokedIds() },
     WorkerActivity,
     RemoteControl,
+    CeleryEvents,
   ],
   exports: [ResultBackend, BatchClient, BatchesServer, BatchEvents, BATCHES_BROKER],
 })

@@ -56,4 +56,5 @@ export {
 } from './protocol/celery-message.js';
 export { RevokedIds } from './control/revoked-ids.js';
 export { WorkerActivity } from './control/worker-activity.js';
+export { CeleryEvents, CELERY_EVENT_EXCHANGE, type CeleryEvent } from './control/celery-events.js';
 export type { WorkerState, ActiveRequest } from './control/worker-state.js';

@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import { EventEmitter } from 'node:events';
 import { connect, type AmqpConnectionManager, type ChannelWrapper } from 'amqp-connection-manager';
 import type { Channel, ChannelModel, ConsumeMessage, Message } from 'amqplib';
+import { pythonSafeHeaders } from './amqp-integer.js';
 import { BrokerFailedError, declarationConflict, PublishTimeoutError, unrecoverableConnectError } from './broker-errors.js';
 import type {
   BroadcastBinding,
@@ -136,7 +137,8 @@ export class AmqpBroker implements Broker {
   async publish(message: OutgoingMessage, options: PublishOptions = {}): Promise<void> {
     if (this.failure) throw this.failure;
     try {
-      await this.publisher.publish(message.exchange, message.routingKey, message.body, { ...message.properties, timeout: options.timeout });
+      const properties = { ...message.properties, headers: pythonSafeHeaders(message.properties.headers), timeout: options.timeout };
+      await this.publisher.publish(message.exchange, message.routingKey, message.body, properties);
     } catch (error) {
       if (this.failure) throw this.failure;
       if (error instanceof Error && error.message === 'timeout') {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { TaskArgs, TaskKwargs } from '../simple-request.js';
 
 /**
@@ -75,4 +76,14 @@ export function normalized(sig: Signature): Signature {
 /** A signature's arguments once `partial` (a parent's result) is prepended, as Celery's `Signature._merge`. */
 export function mergedArgs(sig: Signature, partial: TaskArgs): TaskArgs {
   return sig.immutable || partial.length === 0 ? sig.args : [...partial, ...sig.args];
+}
+
+/** The signature with its task id fixed (Celery's `freeze`), so the id is known before it is sent. */
+export function frozen(sig: Signature): Signature {
+  return typeof sig.options.task_id === 'string' ? sig : { ...sig, options: { ...sig.options, task_id: randomUUID() } };
+}
+
+/** A sent task as Celery lists it among a result's `children`: `AsyncResult.as_tuple()`, `((id, None), None)`. */
+export function childTuple(sig: Signature): unknown {
+  return [[sig.options.task_id ?? null, null], null];
 }

@@ -6,7 +6,7 @@ import type { ResolvedModuleOptions } from '../batches.options.js';
 import type { Broker } from '../broker/broker.interface.js';
 import { PublishTimeoutError } from '../broker/broker-errors.js';
 import { CanvasSender } from '../canvas/canvas-sender.js';
-import { signaturesOf, type Signature } from '../canvas/signature.js';
+import { frozen, signaturesOf, type Signature } from '../canvas/signature.js';
 import { encodeTaskMessage } from '../protocol/celery-message.js';
 import { ResultBackend } from '../results/result-backend.js';
 import type { WaitOptions } from '../results/task-result.js';
@@ -166,11 +166,6 @@ export class BatchClient {
   send<T = unknown>(name: string, data: unknown, options?: WaitOptions): Observable<T> {
     return defer(async () => (await this.applyAsync<T>(name, { args: [data] })).get(options));
   }
-}
-
-/** The signature with its task id fixed (Celery's `freeze`), so its result can be awaited. */
-function frozen(sig: Signature): Signature {
-  return typeof sig.options.task_id === 'string' ? sig : { ...sig, options: { ...sig.options, task_id: randomUUID() } };
 }
 
 /** `promise`, or a `PublishTimeoutError` once `ms` have passed. */

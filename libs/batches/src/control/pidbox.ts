@@ -88,11 +88,4 @@ function safeRegExp(source: string, flags = ''): RegExp | undefined {
   }
 }
 
-/**
- * An integer header as py-amqp writes one (`I`, signed 32-bit; `l` beyond). amqplib's own guess
- * writes 128…32767 as `s`, RabbitMQ's signed short, which py-amqp reads as a short string: kombu
- * then fails to decode the whole message.
- */
-export function amqpInteger(value: number): { '!': 'int' | 'long'; value: number } {
-  return { '!': value >= -0x80000000 && value < 0x80000000 ? 'int' : 'long', value };
-}
+export { amqpInteger } from '../broker/amqp-integer.js';

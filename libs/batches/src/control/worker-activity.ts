@@ -1,6 +1,8 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
+import { BehaviorSubject, distinctUntilChanged, type Observable } from 'rxjs';
 import { BATCHES_OPTIONS } from '../batches.constants.js';
 import { derivePrefetch, type ResolvedModuleOptions } from '../batches.options.js';
+import { BatchEvents } from '../events/batch-events.js';
 import { HandlerExplorer } from '../handler.explorer.js';
 import type { ResultBackend } from '../results/result-backend.js';
 import type { SimpleRequest } from '../simple-request.js';
@@ -24,7 +26,9 @@ export interface RunningBatch {
 export class WorkerActivity implements WorkerState {
   readonly clock = new LamportClock();
   readonly startedAt = Date.now();
-  eventsEnabled = false;
+  private readonly eventsSwitch = new BehaviorSubject(false);
+  /** `eventsEnabled` now and on every change (the Celery event sender follows it). */
+  readonly eventsEnabled$: Observable<boolean> = this.eventsSwitch.pipe(distinctUntilChanged());
   private readonly logger = new Logger('BatchesServer');
   private readonly buffered = new Set<SimpleRequest>();
   private readonly running = new Set<{ requests: readonly SimpleRequest[]; timeStart: number }>();
@@ -34,7 +38,19 @@ export class WorkerActivity implements WorkerState {
     readonly revoked: RevokedIds,
     private readonly handlers: HandlerExplorer,
     @Inject(BATCHES_OPTIONS) private readonly options: ResolvedModuleOptions,
-  ) {}
+    @Optional() private readonly batchEvents?: BatchEvents,
+  ) {
+    this.eventsSwitch.next(options.sendEvents === true);
+  }
+
+  /** Whether Celery events are sent: the `sendEvents` option, then remote `enable_events`/`disable_events`. */
+  get eventsEnabled(): boolean {
+    return this.eventsSwitch.value;
+  }
+
+  set eventsEnabled(enabled: boolean) {
+    this.eventsSwitch.next(enabled);
+  }
 
   get hostname(): string {
     return this.options.hostname;
@@ -122,6 +138,10 @@ export class WorkerActivity implements WorkerState {
       await results.markAsRevoked(request.id, 'revoked', request);
       if (delivery) acks.settle([delivery]);
       this.logger.log(`Discarding revoked task: ${request.name}[${request.id}]`);
+      const events = this.batchEvents;
+      if (events?.observed) {
+        events.emit({ type: 'request.revoked', task: request.name, queue: envelope.queue, at: Date.now(), request, reason: 'revoked' });
+      }
     } catch (error) {
       this.logger.error(`Could not store REVOKED for task ${request.id}; it stays unacked: ${String(error)}`);
     }

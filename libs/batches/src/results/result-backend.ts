@@ -1,3 +1,4 @@
+import { childTuple } from '../canvas/signature.js';
 import type { SimpleRequest } from '../simple-request.js';
 import { exceptionInfo, type TaskMeta, type TaskResult, type TaskState, type WaitOptions } from './task-result.js';
 
@@ -129,7 +130,7 @@ export abstract class ResultBackend {
         status: 'SUCCESS',
         result: values[index],
         traceback: null,
-        children: NO_CHILDREN,
+        children: childrenOf(request),
         date_done: dateDone,
         task_id: request.id,
       });
@@ -150,17 +151,18 @@ export abstract class ResultBackend {
 
   private mark(id: string, status: TaskState, result: unknown, traceback: string | null, request?: SimpleRequest): Promise<void> {
     const batch = this.batchOf(id);
-    const ignoreResult = (request ?? batch?.request(id))?.ignoreResult === true;
-    const write = ignoreResult
-      ? Promise.resolve()
-      : this.store({
-          status,
-          result,
-          traceback,
-          children: NO_CHILDREN,
-          date_done: status === 'RETRY' ? null : celeryTimestamp(),
-          task_id: id,
-        });
+    const known = request ?? batch?.request(id);
+    const write =
+      known?.ignoreResult === true
+        ? Promise.resolve()
+        : this.store({
+            status,
+            result,
+            traceback,
+            children: status === 'SUCCESS' && known ? childrenOf(known) : NO_CHILDREN,
+            date_done: status === 'RETRY' ? null : celeryTimestamp(),
+            task_id: id,
+          });
     if (batch) {
       batch.marks.set(id, { status, result });
       batch.writes.push(write);
@@ -169,8 +171,15 @@ export abstract class ResultBackend {
   }
 }
 
-/** Batch requests have no child tasks; one shared, never-mutated empty list. */
+/** Most requests send no tasks of their own; one shared, never-mutated empty list. */
 const NO_CHILDREN: unknown[] = Object.freeze([]) as unknown as unknown[];
+
+/** What a request's success sends (its callbacks and the next task of its chain), as Celery stores `children`. */
+function childrenOf(request: SimpleRequest): unknown[] {
+  if (request.callbacks.length === 0 && request.chain.length === 0) return NO_CHILDREN;
+  const next = request.chain.length > 0 ? [request.chain[request.chain.length - 1]] : [];
+  return [...request.callbacks, ...next].map(childTuple);
+}
 
 let lastStamp = { ms: 0, text: '' };
 

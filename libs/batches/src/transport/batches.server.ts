@@ -3,6 +3,7 @@ import { Server, type CustomTransportStrategy } from '@nestjs/microservices';
 import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
 import type { ResolvedModuleOptions } from '../batches.options.js';
 import type { Broker, BrokerEvent } from '../broker/broker.interface.js';
+import { CeleryEvents } from '../control/celery-events.js';
 import { RemoteControl } from '../control/remote-control.js';
 import { BatchWorker } from './batch-worker.js';
 
@@ -28,6 +29,7 @@ export class BatchesServer extends Server<BatchesEvents, BatchesStatus> implemen
     @Inject(BATCHES_BROKER) private readonly broker: Broker,
     @Inject(BATCHES_OPTIONS) private readonly options: ResolvedModuleOptions,
     private readonly control: RemoteControl,
+    private readonly celeryEvents: CeleryEvents,
   ) {
     super();
     // `connecting` until the first connection; `disconnected` once one is lost.
@@ -56,6 +58,8 @@ export class BatchesServer extends Server<BatchesEvents, BatchesStatus> implemen
     }
     // Celery's remote control (pidbox); never rejects, so it never stops the worker.
     const control = this.control.start();
+    // Celery events (`sendEvents` / remote `enable_events`): fire-and-forget, never stops the worker.
+    this.celeryEvents.start();
     if (this.options.waitForBroker) {
       Promise.all([started, control]).then(() => callback(), callback);
       return;
@@ -70,6 +74,8 @@ export class BatchesServer extends Server<BatchesEvents, BatchesStatus> implemen
   /** Stops consuming, runs every buffered request through its handler, acks, then returns. */
   async close(): Promise<void> {
     await Promise.all([this.control.stop(), this.worker.stop()]);
+    // After the drain, so the last batches' task events precede `worker-offline`.
+    await this.celeryEvents.stop();
   }
 
   on<EventKey extends keyof BatchesEvents>(event: EventKey, callback: BatchesEvents[EventKey]): void {

@@ -1,5 +1,6 @@
 import type { Delivery } from '../broker/broker.interface.js';
 import type { TaskMessage } from '../protocol/celery-message.js';
+import { frozen } from '../canvas/signature.js';
 import { SimpleRequest } from '../simple-request.js';
 
 /** A request on its way through a pipeline, with what is needed to settle it. */
@@ -36,9 +37,10 @@ export function envelopeFor(message: TaskMessage, queue: string, hostname: strin
     eta: message.eta,
     expires: message.expires,
     headers: message.headers,
-    callbacks: message.callbacks,
+    // Ids fixed now, so a stored result can list what its success sends (Celery's `children`).
+    callbacks: message.callbacks.length > 0 ? message.callbacks.map(frozen) : message.callbacks,
     errbacks: message.errbacks,
-    chain: message.chain,
+    chain: message.chain.length > 0 ? [...message.chain.slice(0, -1), frozen(message.chain[message.chain.length - 1])] : message.chain,
     chord: message.chord,
     group: message.group,
     groupIndex: message.groupIndex,
