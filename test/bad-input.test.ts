@@ -31,6 +31,13 @@ function badMessages(): Array<{ label: string; body: Buffer; properties: Message
       reason: /no `task` header/,
     },
     { label: 'v2 body not an array', body: Buffer.from('{"a":1}'), properties: good.properties, reason: /must be a JSON array/ },
+    {
+      // Valid JSON around a lone 0xff: decoded loosely it would reach the handler as U+FFFD.
+      label: 'invalid UTF-8',
+      body: Buffer.concat([Buffer.from('[["'), Buffer.from([0xff]), Buffer.from('"],{},{}]')]),
+      properties: good.properties,
+      reason: /body is not valid UTF-8/,
+    },
     { label: 'args not an array', body: Buffer.from('[1,{},{}]'), properties: good.properties, reason: /args must be a JSON array/ },
     { label: 'unknown task', body: v2('bad.nobody').body, properties: v2('bad.nobody').properties, reason: /unknown task 'bad\.nobody'/ },
     {

@@ -16,6 +16,9 @@ import { WorkerActivity } from './control/worker-activity.js';
 import { BatchEventListeners } from './events/batch-event-listeners.js';
 import { BatchEvents } from './events/batch-events.js';
 import { HandlerExplorer } from './handler.explorer.js';
+import { BatchesHealthIndicator } from './observability/batches-health.indicator.js';
+import { HandlerInvokers } from './handler-invokers.js';
+import { BatchesMetrics } from './observability/batches-metrics.js';
 import { MemoryResultBackend } from './results/memory.result-backend.js';
 import { RedisResultBackend } from './results/redis.result-backend.js';
 import { ResultBackend } from './results/result-backend.js';
@@ -52,6 +55,7 @@ function createResultBackend(options: ResolvedModuleOptions): ResultBackend {
     },
     { provide: ResultBackend, inject: [BATCHES_OPTIONS], useFactory: createResultBackend },
     HandlerExplorer,
+    HandlerInvokers,
     BatchWorker,
     BatchesServer,
     BatchClient,
@@ -62,8 +66,10 @@ function createResultBackend(options: ResolvedModuleOptions): ResultBackend {
     WorkerActivity,
     RemoteControl,
     CeleryEvents,
+    BatchesHealthIndicator,
+    BatchesMetrics,
   ],
-  exports: [ResultBackend, BatchClient, BatchesServer, BatchEvents, BATCHES_BROKER],
+  exports: [ResultBackend, BatchClient, BatchesServer, BatchEvents, BATCHES_BROKER, BatchesHealthIndicator],
 })
 export class BatchesModule extends ConfigurableModuleClass {
   /** Options are all optional: `forRoot()` runs on the embedded `memory://` broker. */

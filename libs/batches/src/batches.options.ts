@@ -1,5 +1,7 @@
 import { taskRouter } from './canvas/task-routes.js';
 import { MESSAGE_FORMATS, type MessageFormat } from './protocol/celery-message.js';
+import { createTracing, type BatchesTracing, type TracingOption } from './observability/batches-tracing.js';
+import { resolveMetricsOptions, type BatchesMetricsOptions, type ResolvedMetricsOptions } from './observability/metrics-options.js';
 
 /** Options of `BatchesModule.forRoot()`. Every field is optional; defaults are in `BATCHES_DEFAULTS`. */
 export interface BatchesModuleOptions {
@@ -64,6 +66,28 @@ export interface BatchesModuleOptions {
    * `disable_events` (`celery control enable_events`) switch task events at runtime.
    */
   sendEvents?: boolean;
+  /**
+   * OpenTelemetry tracing (needs the optional peer `@opentelemetry/api`). Off by default. `true`
+   * uses the global tracer provider (tracer `nestjs-batches`); `{ tracer }` uses that tracer.
+   * When on, `BatchClient` (and the worker's own sends) put the active context into each message's
+   * headers as W3C `traceparent`/`tracestate`, and the worker runs each batch inside a CONSUMER
+   * span `process <queue>` linked to every request's producer context, with OpenTelemetry's
+   * messaging attributes, `nestjs_batches.task` and `nestjs_batches.flush_reason`.
+   */
+  tracing?: TracingOption;
+  /**
+   * Prometheus metrics with prom-client (an optional peer: `npm install prom-client`). Off by
+   * default. `true` registers them on prom-client's default `register` with the prefix
+   * `nestjs_batches_`; `{ registry, prefix }` chooses both. The library serves no HTTP: expose
+   * `await registry.metrics()` from a route of your app. Removed from the registry on shutdown.
+   */
+  metrics?: boolean | BatchesMetricsOptions;
+  /**
+   * When `BatchesHealthIndicator` reports the worker wedged (ms): requests are buffered or running
+   * but no batch has finished for this long. Default: 5 × the longest handler `flushInterval`, and
+   * at least 5 minutes. Set it above your slowest batch's running time.
+   */
+  healthWedgedAfter?: number;
 }
 
 /** Options of `@BatchHandler(name, options)`. Unset fields take the module's defaults. */
@@ -127,6 +151,12 @@ export interface ResolvedModuleOptions {
   shutdownTimeout: number;
   messageFormat: MessageFormat;
   sendEvents: boolean;
+  /** Present only when the `tracing` option is on. */
+  tracing?: BatchesTracing;
+  /** Absent when metrics are off. */
+  metrics?: ResolvedMetricsOptions;
+  /** Unset: derived from the handlers' `flushInterval` (see `wedgedAfter()` of the health indicator). */
+  healthWedgedAfter?: number;
 }
 
 export interface ResolvedHandlerOptions {
@@ -224,6 +254,17 @@ export function resolveModuleOptions(options: BatchesModuleOptions = {}): Resolv
     ),
     messageFormat: messageFormat(where, options.messageFormat ?? BATCHES_DEFAULTS.messageFormat),
     sendEvents: booleanOption(where, 'sendEvents', options.sendEvents ?? BATCHES_DEFAULTS.sendEvents),
+    ...(options.tracing && { tracing: tracingOf(where, options.tracing, brokerUrls[0]) }),
+    metrics: resolveMetricsOptions(where, options.metrics),
+    // Absent when unset: the health indicator derives it from the handlers.
+    ...(options.healthWedgedAfter !== undefined && {
+      healthWedgedAfter: positiveInteger(
+        where,
+        'healthWedgedAfter',
+        options.healthWedgedAfter,
+        'It is in milliseconds; leave it unset for 5 × the longest flushInterval (at least 5 minutes).',
+      ),
+    }),
   };
 }
 
@@ -242,6 +283,29 @@ function booleanOption(where: string, option: string, value: unknown): boolean {
     throw new BatchesConfigError(`${where}: \`${option}\` must be true or false, got ${JSON.stringify(value)}.`);
   }
   return value;
+}
+
+function tracingOf(where: string, value: unknown, brokerUrl: string): BatchesTracing | undefined {
+  const tracer = typeof value === 'object' && value !== null ? (value as { tracer?: unknown }).tracer : undefined;
+  if (
+    (typeof value !== 'boolean' && (typeof value !== 'object' || value === null)) ||
+    (tracer !== undefined && typeof (tracer as { startSpan?: unknown } | null)?.startSpan !== 'function')
+  ) {
+    throw new BatchesConfigError(
+      `${where}: \`tracing\` must be true, false or { tracer } with an OpenTelemetry Tracer, got ${describeValue(value)}. ` +
+        "Use `tracing: true` for the global tracer provider, or `tracing: { tracer: trace.getTracer('my-app') }`.",
+    );
+  }
+  return createTracing(value as TracingOption, where, scheme(brokerUrl) === 'memory:' ? 'memory' : 'rabbitmq');
+}
+
+function describeValue(value: unknown): string {
+  if (typeof value !== 'object' || value === null) return JSON.stringify(value) ?? String(value);
+  return `an object with ${
+    Object.keys(value)
+      .map((key) => `'${key}'`)
+      .join(', ') || 'no keys'
+  }`;
 }
 
 function queueName(where: string, option: string, value: string): string {

@@ -3,6 +3,7 @@ export { BATCHES_DEFAULTS, BatchesConfigError, type BatchesModuleOptions, type B
 export type { BatchesModuleAsyncOptions } from './batches.module-definition.js';
 export { BATCHES_BROKER } from './batches.constants.js';
 export { BatchHandler } from './batch-handler.decorator.js';
+export { Requests, BatchContext, type BatchRunContext, type BatchRequest } from './batch-context.js';
 export { OnBatchEvent } from './events/on-batch-event.decorator.js';
 export {
   BatchEvents,
@@ -58,3 +59,7 @@ export { RevokedIds } from './control/revoked-ids.js';
 export { WorkerActivity } from './control/worker-activity.js';
 export { CeleryEvents, CELERY_EVENT_EXCHANGE, type CeleryEvent } from './control/celery-events.js';
 export type { WorkerState, ActiveRequest } from './control/worker-state.js';
+export { BatchesMetrics, type RequestOutcome } from './observability/batches-metrics.js';
+export { DEFAULT_METRICS_PREFIX, type BatchesMetricsOptions, type MetricsRegistry } from './observability/metrics-options.js';
+export { BatchesHealthIndicator, type BatchesHealthDetails, type BatchesHealthResult } from './observability/batches-health.indicator.js';
+export type { TracingOption, TracerLike } from './observability/batches-tracing.js';

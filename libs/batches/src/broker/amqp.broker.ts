@@ -15,6 +15,7 @@ import type {
   OutgoingMessage,
   PublishOptions,
   QueueConsumer,
+  QueueConsumption,
 } from './broker.interface.js';
 
 /** Celery's exchange type: a queue `q` is bound to direct exchange `q` with key `q` (kombu's `Queue('q')`). */
@@ -92,6 +93,15 @@ export class AmqpBroker implements Broker {
     this.consumers.add(consumer);
     await Promise.race([consumer.start(), this.stopped]);
     return consumer;
+  }
+
+  /** Read-only, for health checks: each task queue consumer and whether it consumes right now. */
+  consuming(): QueueConsumption[] {
+    const consumptions: QueueConsumption[] = [];
+    for (const consumer of this.consumers) {
+      if (consumer instanceof AmqpQueueConsumer) consumptions.push({ queue: consumer.queue, consuming: consumer.consuming });
+    }
+    return consumptions;
   }
 
   declareTransientExchange(exchange: string, type: BroadcastBinding['exchangeType']): Promise<void> {
@@ -251,13 +261,15 @@ class AmqpQueueConsumer implements QueueConsumer {
   private readonly wrapper: ChannelWrapper;
   private current?: { channel: Channel; consumerTag: string };
   private cancelled = false;
-  private consuming?: () => void;
+  /** The channel now consuming; unset while the broker has cancelled the consumer. */
+  private live?: LiveChannel;
+  private consumingStarted?: () => void;
   /** Resolves once the first setup consumes. */
-  readonly started = new Promise<void>((resolve) => (this.consuming = resolve));
+  readonly started = new Promise<void>((resolve) => (this.consumingStarted = resolve));
 
   constructor(
     connection: AmqpConnectionManager,
-    private readonly queue: string,
+    readonly queue: string,
     private prefetch: number,
     private readonly onDelivery: (delivery: Delivery) => void,
     private readonly declare: () => Promise<void>,
@@ -289,7 +301,11 @@ class AmqpQueueConsumer implements QueueConsumer {
     const { consumerTag } = await channel.consume(
       this.queue,
       (message: ConsumeMessage | null) => {
-        if (message === null) return; // the broker cancelled us (queue deleted); the wrapper's reconnect re-consumes
+        if (message === null) {
+          // The broker cancelled us (queue deleted); the wrapper's reconnect re-consumes.
+          if (this.live === live) this.live = undefined;
+          return;
+        }
         this.onDelivery({
           body: message.content,
           properties: message.properties,
@@ -303,7 +319,13 @@ class AmqpQueueConsumer implements QueueConsumer {
       { noAck: false },
     );
     this.current = { channel, consumerTag };
-    this.consuming?.();
+    this.live = live;
+    this.consumingStarted?.();
+  }
+
+  /** True while the broker delivers to this consumer: its channel is open and neither side cancelled it. */
+  get consuming(): boolean {
+    return !this.cancelled && this.live?.open === true;
   }
 
   async setPrefetch(prefetch: number): Promise<void> {

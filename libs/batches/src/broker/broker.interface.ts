@@ -74,6 +74,12 @@ export interface BroadcastMessage {
   readonly properties: MessageProperties;
 }
 
+/** A task queue's consumer as health checks see it: `consuming` while the broker delivers to it. */
+export interface QueueConsumption {
+  queue: string;
+  consuming: boolean;
+}
+
 /** `failed`: an error that reconnecting cannot fix stopped the broker for good. */
 export type BrokerEvent = 'connect' | 'disconnect' | 'failed';
 
@@ -100,6 +106,12 @@ export interface Broker {
    * Absent on in-process brokers.
    */
   consumeBroadcast?(binding: BroadcastBinding, onMessage: (message: BroadcastMessage) => void): Promise<QueueConsumer>;
+  /**
+   * Read-only: the task queues' consumers (not broadcast ones) and whether each consumes right now
+   * (false while its channel is down, after the broker cancelled it, or once cancelled). Absent on
+   * in-process brokers.
+   */
+  consuming?(): QueueConsumption[];
   /** Resolves once the broker has confirmed the message; survives reconnects. */
   publish(message: OutgoingMessage, options?: PublishOptions): Promise<void>;
   on(event: BrokerEvent, listener: (detail?: unknown) => void): void;

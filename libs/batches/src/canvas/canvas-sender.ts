@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Broker } from '../broker/broker.interface.js';
+import type { BatchesTracing } from '../observability/batches-tracing.js';
 import { encodeTaskMessage, type MessageFormat } from '../protocol/celery-message.js';
 import type { TaskArgs } from '../simple-request.js';
 import { mergedArgs, signaturesOf, type Signature } from './signature.js';
@@ -10,6 +11,8 @@ export interface SendSettings {
   route(task: string): string;
   hostname: string;
   messageFormat: MessageFormat;
+  /** Present when the module's `tracing` option is on: sent tasks carry the active trace context. */
+  tracing?: BatchesTracing;
 }
 
 /** The workflow a signature is sent from: its parent task and the workflow's first. */
@@ -91,6 +94,7 @@ export class CanvasSender {
         chain: context.chain ?? [],
         chord: options.chord ?? null,
         origin: this.settings.hostname,
+        headers: this.settings.tracing?.traceHeaders(),
       },
       this.settings.messageFormat,
     );

@@ -87,6 +87,8 @@ export class BatchClient {
         callbacks: signaturesOf(options.link),
         errbacks: signaturesOf(options.linkError),
         origin: this.options.hostname,
+        // W3C `traceparent` of the active span, when tracing is on (Python Celery ignores it).
+        headers: this.options.tracing?.traceHeaders(),
       },
       this.options.messageFormat,
     );

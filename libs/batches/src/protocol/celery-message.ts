@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import type { MessageProperties } from '../broker/broker.interface.js';
 import { isSignature, signaturesOf, type Signature } from '../canvas/signature.js';
@@ -50,6 +51,8 @@ export function decodeTaskMessage(body: Buffer, properties: MessageProperties, m
   if (encoding !== undefined && !UTF8.has(encoding) && !UTF8.has(encoding.toLowerCase())) {
     throw new InvalidMessageError(`content encoding ${JSON.stringify(encoding)} refused; only utf-8 is accepted`);
   }
+  // Strict UTF-8: decoding invalid bytes would hand the handler replacement characters instead.
+  if (!isUtf8(body)) throw new InvalidMessageError('body is not valid UTF-8');
   let payload: unknown;
   try {
     payload = parseBody(body.toString('utf8'));

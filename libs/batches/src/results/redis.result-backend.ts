@@ -103,6 +103,23 @@ export class RedisResultBackend extends ResultBackend {
     await this.client.storeCeleryMeta(KEY_PREFIX + meta.task_id, value, this.expiresMs);
   }
 
+  /**
+   * PINGs Redis, failing at once while the connection is down (commands would otherwise wait for the
+   * reconnect) and after `timeoutMs` when Redis does not answer.
+   */
+  override async ping(timeoutMs = 1_000): Promise<void> {
+    if (this.client.status !== 'ready') throw new Error(`Redis is not connected (connection ${this.client.status})`);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`Redis did not answer PING within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      await Promise.race([this.client.ping(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async close(): Promise<void> {
     this.waiters.close();
     await Promise.all([this.client, this.subscriber].map((connection) => connection && quit(connection)));

@@ -100,6 +100,12 @@ export abstract class ResultBackend {
   abstract close(): Promise<void>;
 
   /**
+   * Resolves when the backend answers, rejects with what is wrong otherwise (for health checks).
+   * In-process backends always answer; backends with a server override it with a short-timeout probe.
+   */
+  async ping(): Promise<void> {}
+
+  /**
    * Counts a finished header task of a chord, as Celery's `on_chord_part_return`. Resolves with
    * every part, in header order, when this one completed the chord (exactly once, across workers),
    * else with undefined. Backends without chord support (memory) never complete one.

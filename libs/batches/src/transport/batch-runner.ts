@@ -4,6 +4,7 @@ import { hasWorkflow, type FinalState, type WorkflowSteps } from '../canvas/work
 import type { WorkerActivity } from '../control/worker-activity.js';
 import type { BatchEvents, FlushReason } from '../events/batch-events.js';
 import type { RegisteredHandler } from '../handler.explorer.js';
+import type { BatchesTracing } from '../observability/batches-tracing.js';
 import type { BatchMarks, ResultBackend } from '../results/result-backend.js';
 import { exceptionInfo, type ExceptionInfo } from '../results/task-result.js';
 import type { SimpleRequest } from '../simple-request.js';
@@ -23,6 +24,8 @@ export interface RunnerDeps {
   activity?: WorkerActivity;
   /** Chains, callbacks, errbacks and chords after each request's outcome. */
   workflows?: WorkflowSteps;
+  /** A span per batch run, when the module's `tracing` option is on. */
+  tracing?: BatchesTracing;
 }
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
@@ -39,6 +42,7 @@ export class BatchRunner {
   private readonly redelivery?: Redelivery;
   private readonly activity?: WorkerActivity;
   private readonly workflows?: WorkflowSteps;
+  private readonly tracing?: BatchesTracing;
 
   constructor(
     private readonly handler: RegisteredHandler,
@@ -52,6 +56,7 @@ export class BatchRunner {
       redelivery: this.redelivery,
       activity: this.activity,
       workflows: this.workflows,
+      tracing: this.tracing,
     } = deps);
   }
 
@@ -72,7 +77,11 @@ export class BatchRunner {
     try {
       let outcome: Outcome;
       try {
-        outcome = { ok: true, value: await this.handler.invoke(requests) };
+        // Tracing off costs this one check: no closure, no span.
+        const value = this.tracing
+          ? await this.tracing.runBatch(task, queue, requests, reason, () => this.handler.invoke(requests, { task, queue, reason }))
+          : await this.handler.invoke(requests, { task, queue, reason });
+        outcome = { ok: true, value };
       } catch (error) {
         outcome = { ok: false, error };
       }

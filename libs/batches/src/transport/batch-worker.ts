@@ -71,6 +71,7 @@ export class BatchWorker implements OnModuleDestroy {
         redelivery,
         activity: this.activity,
         workflows,
+        tracing: this.options.tracing,
       });
       byQueue.set(handler.options.queue, tasks.set(handler.task, new BatchPipeline(handler, runner, this.events, handler.options.queue)));
     }
@@ -173,7 +174,13 @@ export class BatchWorker implements OnModuleDestroy {
       chord: null,
       headers: {},
     };
-    const runner = new BatchRunner(handler, { results: this.results, acks: this.acks, logger: this.logger, events: this.events });
+    const runner = new BatchRunner(handler, {
+      results: this.results,
+      acks: this.acks,
+      logger: this.logger,
+      events: this.events,
+      tracing: this.options.tracing,
+    });
     const marks = await runner.run(
       [envelopeFor(message, handler.options.queue, this.options.hostname, handler.options.ignoreResult)],
       'count',

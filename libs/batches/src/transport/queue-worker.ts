@@ -8,6 +8,7 @@ import type { WorkerActivity } from '../control/worker-activity.js';
 import type { BatchEvents } from '../events/batch-events.js';
 import type { AckTrackers } from './ack-tracker.js';
 import type { BatchPipeline } from './batch-pipeline.js';
+import { DueTimer } from './due-timer.js';
 import { envelopeFor, type Envelope } from './envelope.js';
 import { deadLetterQueue, type Redelivery } from './redelivery.js';
 
@@ -30,7 +31,7 @@ export interface QueueWorkerDeps {
  */
 export class QueueWorker {
   private consumer?: QueueConsumer;
-  private readonly held = new Set<NodeJS.Timeout>();
+  private readonly held = new Set<DueTimer>();
   private prefetchUpdate = false;
   private stopped = false;
 
@@ -57,7 +58,7 @@ export class QueueWorker {
   /** Stops deliveries. Held ETA requests stay unacked: the broker hands them out again later. */
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const timer of this.held) clearTimeout(timer);
+    for (const timer of this.held) timer.cancel();
     this.held.clear();
     await this.consumer?.cancel();
   }
@@ -88,9 +89,9 @@ export class QueueWorker {
     }
     const { activity } = this.deps;
     if (activity?.revoked.has(message.id)) return activity.revoke(envelope, this.deps.results, this.deps.acks);
-    const wait = message.eta ? message.eta.getTime() - Date.now() : 0;
+    const due = message.eta ? message.eta.getTime() : 0;
     // Once stopping, a request not yet due stays unacked: the broker hands it out again.
-    if (wait > 0) return this.stopped ? undefined : this.hold(pipeline, envelope, wait);
+    if (due > Date.now()) return this.stopped ? undefined : this.hold(pipeline, envelope, due);
     this.dispatch(pipeline, envelope);
   }
 
@@ -108,12 +109,12 @@ export class QueueWorker {
    * Keeps a request until its ETA, unacked, and widens the channel's prefetch meanwhile so held
    * requests never eat the window that full batches need (what Celery does for ETA tasks).
    */
-  private hold(pipeline: BatchPipeline, envelope: Envelope, wait: number): void {
-    const timer = setTimeout(() => {
+  private hold(pipeline: BatchPipeline, envelope: Envelope, due: number): void {
+    const timer = new DueTimer(due, () => {
       this.held.delete(timer);
       this.updatePrefetch();
       this.dispatch(pipeline, envelope);
-    }, wait);
+    });
     this.held.add(timer);
     this.updatePrefetch();
   }

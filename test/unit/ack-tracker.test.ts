@@ -1,6 +1,7 @@
+import './support/no-network.js';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AckTracker } from '../libs/batches/src/transport/ack-tracker.js';
+import { AckTracker } from '../../libs/batches/src/transport/ack-tracker.js';
 
 function channel(): { open: boolean; acks: Array<[number, boolean]>; ack(tag: number, multiple: boolean): void } {
   return {

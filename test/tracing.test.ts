@@ -1,0 +1,268 @@
+import assert from 'node:assert/strict';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import type { INestMicroservice } from '@nestjs/common';
+import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type ContextManager, type Span } from '@opentelemetry/api';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { BatchClient, BatchesConfigError, type SimpleRequest } from 'nestjs-batches';
+import { AMQP_URL, rabbitSuite } from './support/rabbitmq.js';
+import { waitFor } from './support/wait.js';
+import { recorder, startWorker } from './support/worker-app.js';
+
+/**
+ * `@opentelemetry/context-async-hooks` is not installed here: this is the same idea in a few lines
+ * (AsyncLocalStorage), enough for context to follow awaits as it does in a Node SDK app.
+ */
+class AsyncLocalStorageContextManager implements ContextManager {
+  private readonly storage = new AsyncLocalStorage<Context>();
+
+  active(): Context {
+    return this.storage.getStore() ?? ROOT_CONTEXT;
+  }
+
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(
+    ctx: Context,
+    fn: F,
+    thisArg?: ThisParameterType<F>,
+    ...args: A
+  ): ReturnType<F> {
+    return this.storage.run(ctx, () => fn.call(thisArg, ...args));
+  }
+
+  bind<T>(ctx: Context, target: T): T {
+    if (typeof target !== 'function') return target;
+    const { storage } = this;
+    return function (this: unknown, ...args: unknown[]) {
+      return storage.run(ctx, () => (target as (...each: unknown[]) => unknown).apply(this, args));
+    } as T;
+  }
+
+  enable(): this {
+    return this;
+  }
+
+  disable(): this {
+    this.storage.disable();
+    return this;
+  }
+}
+
+const exporter = new InMemorySpanExporter();
+const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+const tracer = provider.getTracer('tracing-test');
+
+/** Spans exported so far whose name is `name`. */
+function spansNamed(name: string, from: InMemorySpanExporter = exporter): ReadableSpan[] {
+  return from.getFinishedSpans().filter((span) => span.name === name);
+}
+
+async function waitForSpans(name: string, count: number, from: InMemorySpanExporter = exporter): Promise<ReadableSpan[]> {
+  await waitFor(() => spansNamed(name, from).length >= count, `${count} span(s) '${name}' (got ${spansNamed(name, from).length})`);
+  return spansNamed(name, from);
+}
+
+/** Runs `fn` inside a new active span `name` (the producer), ending it afterwards. */
+async function inSpan<T>(name: string, fn: (span: Span) => Promise<T>): Promise<T> {
+  return tracer.startActiveSpan(name, async (span) => {
+    try {
+      return await fn(span);
+    } finally {
+      span.end();
+    }
+  });
+}
+
+describe('OpenTelemetry tracing', () => {
+  const suite = rabbitSuite();
+  const apps: INestMicroservice[] = [];
+  before(() => {
+    assert.ok(context.setGlobalContextManager(new AsyncLocalStorageContextManager()), 'a context manager was already registered');
+    assert.ok(trace.setGlobalTracerProvider(provider), 'a tracer provider was already registered');
+  });
+  beforeEach(() => exporter.reset());
+  after(async () => {
+    for (const app of apps) await app.close();
+    trace.disable();
+    context.disable();
+  });
+
+  it('puts traceparent into each message and links the batch span to every producer', async () => {
+    const queue = suite.queue('tracing');
+    const inner: Array<string | undefined> = [];
+    const Handler = recorder('tracing.links', { flushEvery: 3, flushInterval: 60_000, queue }, async () => {
+      // User spans inside the handler nest under the batch span.
+      await inSpan('user work', async (span) => inner.push(span.spanContext().spanId));
+    });
+    const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue, tracing: true }, [Handler]);
+    apps.push(app);
+    const client = app.get(BatchClient);
+    const producer = await inSpan('producer', async (span) => {
+      for (let i = 0; i < 3; i++) await client.delay('tracing.links', i);
+      return span.spanContext();
+    });
+
+    const [batch] = await waitForSpans(`process ${queue}`, 1);
+    const handled = app.get(Handler).batches.flat();
+    assert.deepEqual(
+      handled.map((request: SimpleRequest) => request.headers.traceparent),
+      Array.from({ length: 3 }, () => `00-${producer.traceId}-${producer.spanId}-01`),
+    );
+    assert.equal(batch.kind, SpanKind.CONSUMER);
+    // Its own trace (the worker has no caller), linked to the producer's span once per message.
+    assert.equal(batch.parentSpanContext, undefined);
+    assert.notEqual(batch.spanContext().traceId, producer.traceId);
+    assert.deepEqual(
+      batch.links.map((link) => [link.context.traceId, link.context.spanId, link.attributes?.['messaging.message.id']]),
+      handled.map((request) => [producer.traceId, producer.spanId, request.id]),
+    );
+    assert.deepEqual(batch.attributes, {
+      'messaging.system': 'rabbitmq',
+      'messaging.operation.type': 'process',
+      'messaging.operation.name': 'process',
+      'messaging.destination.subscription.name': queue,
+      'messaging.destination.name': queue,
+      'messaging.rabbitmq.destination.routing_key': queue,
+      'messaging.batch.message_count': 3,
+      'nestjs_batches.task': 'tracing.links',
+      'nestjs_batches.queue': queue,
+      'nestjs_batches.flush_reason': 'count',
+    });
+    assert.equal(batch.status.code, SpanStatusCode.UNSET);
+    const [user] = spansNamed('user work');
+    assert.equal(user.parentSpanContext?.spanId, batch.spanContext().spanId);
+    assert.equal(user.spanContext().traceId, batch.spanContext().traceId);
+    assert.deepEqual(inner, [user.spanContext().spanId]);
+  });
+
+  it('ends the span with status error when the handler throws; the retry keeps the producer link', async () => {
+    const queue = suite.queue('tracing-fail');
+    let calls = 0;
+    const Handler = recorder('tracing.fail', { flushEvery: 1, flushInterval: 60_000, queue, maxRetries: 1, retryDelay: 50 }, () => {
+      calls += 1;
+      if (calls === 1) throw new TypeError('first run fails');
+    });
+    const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue, tracing: true }, [Handler]);
+    apps.push(app);
+    const producer = await inSpan('producer', async (span) => {
+      await app.get(BatchClient).delay('tracing.fail', 'x');
+      return span.spanContext();
+    });
+
+    const [failed, retried] = await waitForSpans(`process ${queue}`, 2);
+    assert.equal(failed.status.code, SpanStatusCode.ERROR);
+    assert.equal(failed.status.message, 'first run fails');
+    assert.equal(failed.attributes['error.type'], 'TypeError');
+    assert.equal(failed.events.find((event) => event.name === 'exception')?.attributes?.['exception.type'], 'TypeError');
+    assert.equal(retried.status.code, SpanStatusCode.UNSET);
+    for (const span of [failed, retried]) {
+      assert.deepEqual(
+        span.links.map((link) => link.context.spanId),
+        [producer.spanId],
+      );
+      assert.equal(span.attributes['messaging.batch.message_count'], 1);
+    }
+  });
+
+  it('uses the tracer given as { tracer } and records an interval flush', async () => {
+    const queue = suite.queue('tracing-own');
+    const own = new InMemorySpanExporter();
+    const ownProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(own)] });
+    const Handler = recorder('tracing.own', { flushEvery: 10, flushInterval: 200, queue });
+    const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue, tracing: { tracer: ownProvider.getTracer('my-worker') } }, [
+      Handler,
+    ]);
+    apps.push(app);
+    const producer = await inSpan('producer', async (span) => {
+      await app.get(BatchClient).delay('tracing.own', 1);
+      await app.get(BatchClient).delay('tracing.own', 2);
+      return span.spanContext();
+    });
+
+    const [batch] = await waitForSpans(`process ${queue}`, 1, own);
+    assert.equal(batch.instrumentationScope.name, 'my-worker');
+    assert.equal(batch.attributes['nestjs_batches.flush_reason'], 'interval');
+    assert.equal(batch.attributes['messaging.batch.message_count'], 2);
+    assert.deepEqual(
+      batch.links.map((link) => link.context.spanId),
+      [producer.spanId, producer.spanId],
+    );
+    assert.deepEqual(spansNamed(`process ${queue}`), [], 'the global provider got the span too');
+  });
+
+  it('makes eager apply() batches children of the caller span', async () => {
+    const Handler = recorder('tracing.eager', { flushEvery: 5, flushInterval: 60_000 });
+    const app = await startWorker({ tracing: true }, [Handler]);
+    apps.push(app);
+    const caller = await inSpan('caller', async (span) => {
+      await app.get(BatchClient).apply('tracing.eager', { args: [1] });
+      return span.spanContext();
+    });
+    const [batch] = await waitForSpans('process celery', 1);
+    assert.equal(batch.parentSpanContext?.spanId, caller.spanId);
+    assert.equal(batch.attributes['messaging.system'], 'memory');
+    assert.equal(batch.links.length, 0);
+  });
+
+  it('with tracing off, makes no span and sends no traceparent', async () => {
+    const queue = suite.queue('tracing-off');
+    const Handler = recorder('tracing.off', { flushEvery: 2, flushInterval: 60_000, queue });
+    const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue }, [Handler]);
+    apps.push(app);
+    await inSpan('producer', async () => {
+      await app.get(BatchClient).delay('tracing.off', 1);
+      await app.get(BatchClient).delay('tracing.off', 2);
+    });
+    await app.get(Handler).waitForRequests(2);
+    const headers = app
+      .get(Handler)
+      .batches.flat()
+      .map((request) => request.headers);
+    assert.equal(headers.length, 2);
+    for (const each of headers) {
+      assert.equal(each.traceparent, undefined);
+      assert.equal(each.tracestate, undefined);
+    }
+    assert.deepEqual(
+      exporter.getFinishedSpans().map((span) => span.name),
+      ['producer'],
+    );
+  });
+
+  it('refuses a tracing option that is not true, false or { tracer }', async () => {
+    for (const tracing of ['yes', { tracer: {} }]) {
+      await assert.rejects(
+        startWorker({ tracing: tracing as never }, []),
+        (error: Error) =>
+          error instanceof BatchesConfigError &&
+          /`tracing` must be true, false or \{ tracer \}/.test(error.message) &&
+          /tracing: true/.test(error.message),
+      );
+    }
+  });
+
+  it('stops startup with the install line when @opentelemetry/api is missing', async () => {
+    // The compiled library copied where no node_modules can be found: as in an app without the package.
+    const dir = await mkdtemp(join(tmpdir(), 'no-otel-'));
+    try {
+      await cp(fileURLToPath(new URL('../libs/batches/src/', import.meta.url)), join(dir, 'lib'), { recursive: true });
+      await writeFile(join(dir, 'package.json'), '{"type":"module"}');
+      const options = (await import(pathToFileURL(join(dir, 'lib', 'batches.options.js')).href)) as {
+        resolveModuleOptions(options: object): { tracing?: unknown };
+      };
+      assert.equal(options.resolveModuleOptions({ tracing: false }).tracing, undefined);
+      assert.throws(
+        () => options.resolveModuleOptions({ tracing: true }),
+        (error: Error) =>
+          error.name === 'BatchesConfigError' &&
+          error.message.includes('`tracing`') &&
+          error.message.includes('Run `npm install @opentelemetry/api`'),
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
