@@ -171,7 +171,9 @@ describe('when RabbitMQ is down or refuses us', () => {
     url.protocol = 'amqps:';
     await assert.rejects(
       startWorker({ broker: url.toString(), waitForBroker: true }, [Handler], new RecordingLogger()),
-      (error: Error) => error instanceof BrokerFailedError && /^TLS with RabbitMQ at .* failed \(ERR_SSL_/.test(error.message),
+      (error: Error) =>
+        error instanceof BrokerFailedError &&
+        /^TLS with RabbitMQ at .* failed \(ERR_SSL_.*The port does not speak TLS/s.test(error.message),
     );
   });
 

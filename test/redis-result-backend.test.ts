@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { RedisResultBackend } from '../libs/batches/src/results/redis.result-backend.js';
-import { ResultTimeoutError, TaskFailedError } from '../libs/batches/src/results/task-result.js';
+import { ResultTimeoutError, TaskFailedError, type TaskMeta } from '../libs/batches/src/results/task-result.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
 const EXPIRES = 60_000;
@@ -122,6 +122,44 @@ describe('Redis result backend, in Celery’s format', () => {
     await backend.markAsDone(id, 'published');
     assert.deepEqual(JSON.parse(await message), await raw(id));
     await subscriber.quit();
+  });
+
+  it('stores a batch of results with one Redis command, in Celery’s format, never overwriting a SUCCESS', async () => {
+    const ids = Array.from({ length: 50 }, () => newId());
+    await redis.set(key(ids[0]), JSON.stringify({ status: 'SUCCESS', result: 'first', task_id: ids[0] }));
+    const internals = backend as unknown as { client: Redis; storeMany(metas: TaskMeta[]): Promise<void> };
+    const sent: string[] = [];
+    const sendCommand = internals.client.sendCommand.bind(internals.client);
+    internals.client.sendCommand = ((command: { name: string }) => {
+      sent.push(command.name);
+      return sendCommand(command as never);
+    }) as typeof internals.client.sendCommand;
+    try {
+      await internals.storeMany(
+        ids.map((id, index) => ({
+          status: 'SUCCESS',
+          result: index,
+          traceback: null,
+          children: [],
+          date_done: '2026-11-27T00:00:00.000000',
+          task_id: id,
+        })),
+      );
+    } finally {
+      internals.client.sendCommand = sendCommand;
+    }
+    assert.equal(sent.filter((name) => name !== 'script').length, 1, sent.join(', '));
+    assert.equal((await raw(ids[0])).result, 'first', 'a stored SUCCESS stands');
+    assert.deepEqual(await raw(ids[49]), {
+      status: 'SUCCESS',
+      result: 49,
+      traceback: null,
+      children: [],
+      date_done: '2026-11-27T00:00:00.000000',
+      task_id: ids[49],
+    });
+    const ttl = await redis.pttl(key(ids[49]));
+    assert.ok(ttl > 0 && ttl <= EXPIRES, String(ttl));
   });
 
   it('getResult reads the stored result, and PENDING for an unknown id', async () => {

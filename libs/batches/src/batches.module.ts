@@ -26,13 +26,13 @@ import { BatchWorker } from './transport/batch-worker.js';
 import { BatchesServer } from './transport/batches.server.js';
 
 function createBroker(options: ResolvedModuleOptions): Broker {
-  return options.brokerUrls[0].startsWith('memory:') ? new MemoryBroker() : new AmqpBroker(options.brokerUrls);
+  return options.brokerUrls[0].startsWith('memory:') ? new MemoryBroker() : new AmqpBroker(options.brokerUrls, { tls: options.brokerTls });
 }
 
 function createResultBackend(options: ResolvedModuleOptions): ResultBackend {
   return options.resultBackend.startsWith('memory:')
     ? new MemoryResultBackend(options.resultExpires)
-    : new RedisResultBackend(options.resultBackend, options.resultExpires);
+    : new RedisResultBackend(options.resultBackend, options.resultExpires, { tls: options.resultBackendTls });
 }
 
 /**

@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+import type { QueueDeclaration, QueueExchangeType, QueueType } from './broker/broker.interface.js';
 import { taskRouter } from './canvas/task-routes.js';
 import { MESSAGE_FORMATS, type MessageFormat } from './protocol/celery-message.js';
 import { createTracing, type BatchesTracing, type TracingOption } from './observability/batches-tracing.js';
@@ -10,8 +12,16 @@ export interface BatchesModuleOptions {
    * `'amqps://…'`, or a list of AMQP URLs tried in turn for failover.
    */
   broker?: string | string[];
-  /** Where per-request results are stored: `'memory://'` or `'redis://…'`. */
+  /**
+   * TLS of the `amqps://` broker URLs: a private CA, a client certificate for mutual TLS, the
+   * host name to verify. Every `broker` URL must then be `amqps://`. Unset: `amqps://` verifies
+   * the broker against Node's bundled root CAs.
+   */
+  brokerTls?: BatchesTlsOptions;
+  /** Where per-request results are stored: `'memory://'` or `'redis://…'` (`'rediss://…'` for TLS). */
   resultBackend?: string;
+  /** TLS of a `rediss://` result backend, as `brokerTls` for the broker; `resultBackend` must be `rediss://`. */
+  resultBackendTls?: BatchesTlsOptions;
   /** How long stored results live, in milliseconds (Celery's `result_expires`). */
   resultExpires?: number;
   /** Default `flushEvery` of handlers that set none. */
@@ -26,6 +36,14 @@ export interface BatchesModuleOptions {
    * when their signature names no queue. Unrouted tasks go to `defaultQueue`.
    */
   taskRoutes?: Record<string, string>;
+  /**
+   * How queues are declared, by queue name: type (`'classic'` as Celery, or `'quorum'`),
+   * `maxPriority`, other `arguments`, `exchange`/`exchangeType`/`routingKey` and extra `bindings`.
+   * Used by the worker for the queues it consumes (and their `<queue>.dead`, of the same type) and
+   * by `BatchClient` for the queues it sends to. Unlisted queues are declared as Celery declares
+   * them. Python Celery workers sharing a queue need the same `task_queues` entry.
+   */
+  queues?: Record<string, QueueOptions>;
   /** Default `maxRetries` of handlers. */
   maxRetries?: number;
   /** Default `retryDelay` (ms) of handlers: the first retry waits this long, each next one twice as long. */
@@ -90,6 +108,29 @@ export interface BatchesModuleOptions {
   healthWedgedAfter?: number;
 }
 
+/**
+ * TLS settings of an `amqps://` broker or a `rediss://` result backend, handed to Node's
+ * `tls.connect`. Certificates and keys are PEM contents (strings or Buffers), not file paths:
+ * `readFileSync('/etc/ssl/rabbit/ca.pem')`.
+ */
+export interface BatchesTlsOptions {
+  /** CA certificate(s) the server's certificate must chain to. Replaces Node's bundled root CAs. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** Client certificate (chain) for mutual TLS, sent when the server asks for one; needs `key`. */
+  cert?: string | Buffer;
+  /** Private key of `cert`. */
+  key?: string | Buffer;
+  /** Passphrase of an encrypted `key`. */
+  passphrase?: string;
+  /**
+   * Host name sent as SNI and checked against the server's certificate instead of the URL's host,
+   * e.g. when the URL names an IP address or a tunnel.
+   */
+  servername?: string;
+  /** `false` accepts any server certificate: traffic is encrypted but the server is not authenticated. Default true. */
+  rejectUnauthorized?: boolean;
+}
+
 /** Options of `@BatchHandler(name, options)`. Unset fields take the module's defaults. */
 export interface BatchHandlerOptions {
   /** Flush when the buffer holds this many requests. A batch never holds more. */
@@ -134,13 +175,19 @@ export const BATCHES_DEFAULTS = {
 
 export interface ResolvedModuleOptions {
   brokerUrls: string[];
+  /** Present only when `brokerTls` is set (validated, known keys only). */
+  brokerTls?: BatchesTlsOptions;
   resultBackend: string;
+  /** Present only when `resultBackendTls` is set (validated, known keys only). */
+  resultBackendTls?: BatchesTlsOptions;
   resultExpires: number;
   flushEvery: number;
   flushInterval: number;
   defaultQueue: string;
   /** The queue of a task name (`taskRoutes`, else `defaultQueue`). */
   route: (task: string) => string;
+  /** Declarations of the queues named in the `queues` option; others are Celery's. */
+  queues?: Readonly<Record<string, QueueDeclaration>>;
   maxRetries: number;
   retryDelay: number;
   hostname: string;
@@ -168,6 +215,8 @@ export interface ResolvedHandlerOptions {
   maxRetries: number;
   retryDelay: number;
   ignoreResult: boolean;
+  /** The queue's declaration when the module's `queues` option names it (else Celery's). */
+  declaration?: QueueDeclaration;
 }
 
 /** Thrown at startup for an option that cannot work; the message names the option and the fix. */
@@ -223,7 +272,13 @@ export function resolveModuleOptions(options: BatchesModuleOptions = {}): Resolv
   const defaultQueue = queueName(where, 'defaultQueue', options.defaultQueue ?? BATCHES_DEFAULTS.defaultQueue);
   return {
     brokerUrls,
+    ...(options.brokerTls !== undefined && {
+      brokerTls: tlsOptions(where, 'brokerTls', options.brokerTls, 'broker', brokerUrls, 'amqps:'),
+    }),
     resultBackend,
+    ...(options.resultBackendTls !== undefined && {
+      resultBackendTls: tlsOptions(where, 'resultBackendTls', options.resultBackendTls, 'resultBackend', [resultBackend], 'rediss:'),
+    }),
     resultExpires: positiveInteger(where, 'resultExpires', options.resultExpires ?? BATCHES_DEFAULTS.resultExpires, hint),
     flushEvery: positiveInteger(where, 'flushEvery', options.flushEvery ?? BATCHES_DEFAULTS.flushEvery, hint),
     flushInterval: positiveInteger(
@@ -234,6 +289,7 @@ export function resolveModuleOptions(options: BatchesModuleOptions = {}): Resolv
     ),
     defaultQueue,
     route: taskRouter(options.taskRoutes ?? {}, defaultQueue),
+    ...(options.queues !== undefined && { queues: resolveQueues(where, options.queues) }),
     maxRetries: nonNegativeInteger(where, 'maxRetries', options.maxRetries ?? BATCHES_DEFAULTS.maxRetries, hint),
     retryDelay: nonNegativeInteger(where, 'retryDelay', options.retryDelay ?? BATCHES_DEFAULTS.retryDelay, 'It is in milliseconds.'),
     hostname: options.hostname ?? `nestjs-batches@${process.env.HOSTNAME ?? 'localhost'}`,
@@ -308,6 +364,98 @@ function describeValue(value: unknown): string {
   }`;
 }
 
+const TLS_KEYS = ['ca', 'cert', 'key', 'passphrase', 'servername', 'rejectUnauthorized'];
+
+/** The password of a URL as `***`, for messages. */
+function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+}
+
+/** Validates `brokerTls` / `resultBackendTls`: TLS URLs only, known keys, PEM contents, cert with key. */
+function tlsOptions(
+  where: string,
+  option: string,
+  value: unknown,
+  urlOption: string,
+  urls: string[],
+  tlsScheme: 'amqps:' | 'rediss:',
+): BatchesTlsOptions {
+  const keys = TLS_KEYS.join(', ');
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || Buffer.isBuffer(value)) {
+    throw new BatchesConfigError(
+      `${where}: \`${option}\` must be an object with some of ${keys}, got ${Buffer.isBuffer(value) ? 'a Buffer' : describeValue(value)}. ` +
+        `Put the PEM contents in its fields, e.g. \`${option}: { ca: readFileSync('ca.pem') }\`.`,
+    );
+  }
+  const unknown = Object.keys(value).find((key) => !TLS_KEYS.includes(key));
+  if (unknown !== undefined) {
+    throw new BatchesConfigError(`${where}: \`${option}.${unknown}\` is not a TLS option. Use ${keys}.`);
+  }
+  const plain = urls.find((url) => scheme(url) !== tlsScheme);
+  if (plain !== undefined) {
+    throw new BatchesConfigError(
+      `${where}: \`${option}\` is set but \`${urlOption}\` ${JSON.stringify(redactUrl(plain))} does not use TLS. ` +
+        `Use a '${tlsScheme}//' URL (the ${tlsScheme === 'amqps:' ? 'RabbitMQ TLS listener, port 5671 by default' : 'Redis TLS port'}), or remove \`${option}\`.`,
+    );
+  }
+  const tls = value as Record<string, unknown>;
+  const resolved: BatchesTlsOptions = {};
+  if (tls.ca !== undefined) {
+    const cas = Array.isArray(tls.ca) ? tls.ca : [tls.ca];
+    cas.forEach((ca) => pem(where, `${option}.ca`, ca, 'CERTIFICATE-----', 'the CA certificate'));
+    resolved.ca = tls.ca as BatchesTlsOptions['ca'];
+  }
+  if (tls.cert !== undefined) resolved.cert = pem(where, `${option}.cert`, tls.cert, 'CERTIFICATE-----', 'the client certificate');
+  if (tls.key !== undefined)
+    resolved.key = pem(where, `${option}.key`, tls.key, 'PRIVATE KEY-----', "the client certificate's private key");
+  if ((resolved.cert === undefined) !== (resolved.key === undefined)) {
+    const [given, missing] = resolved.cert === undefined ? ['key', 'cert'] : ['cert', 'key'];
+    throw new BatchesConfigError(
+      `${where}: \`${option}.${given}\` is set without \`${option}.${missing}\`. A client certificate needs both: \`cert\` and its private \`key\`.`,
+    );
+  }
+  if (tls.passphrase !== undefined) {
+    if (typeof tls.passphrase !== 'string') {
+      throw new BatchesConfigError(`${where}: \`${option}.passphrase\` must be a string, got ${describeValue(tls.passphrase)}.`);
+    }
+    if (resolved.key === undefined) {
+      throw new BatchesConfigError(
+        `${where}: \`${option}.passphrase\` decrypts \`${option}.key\`, which is not set. Give the key, or remove the passphrase.`,
+      );
+    }
+    resolved.passphrase = tls.passphrase;
+  }
+  if (tls.servername !== undefined) {
+    if (typeof tls.servername !== 'string' || tls.servername.length === 0 || isIP(tls.servername) !== 0) {
+      throw new BatchesConfigError(
+        `${where}: \`${option}.servername\` must be the host name on the server's certificate, got ${describeValue(tls.servername)}. ` +
+          'An IP address cannot be sent as SNI: put it in the URL instead.',
+      );
+    }
+    resolved.servername = tls.servername;
+  }
+  if (tls.rejectUnauthorized !== undefined)
+    resolved.rejectUnauthorized = booleanOption(where, `${option}.rejectUnauthorized`, tls.rejectUnauthorized);
+  return resolved;
+}
+
+/** Checks that `value` holds PEM text of the expected kind (not a file path, not the other half of the pair). */
+function pem(where: string, option: string, value: unknown, marker: string, what: string): string | Buffer {
+  if (typeof value !== 'string' && !Buffer.isBuffer(value)) {
+    throw new BatchesConfigError(
+      `${where}: \`${option}\` must be PEM text as a string or Buffer, got ${describeValue(value)}. Pass ${what}, e.g. readFileSync('${what.includes('key') ? 'client.key' : 'ca.pem'}').`,
+    );
+  }
+  const text = typeof value === 'string' ? value : value.toString('latin1');
+  if (!text.includes('-----BEGIN ') || !text.includes(marker)) {
+    const hint = text.includes('-----BEGIN ')
+      ? `it holds PEM of another kind (no '${marker.replace(/-+$/, '')}'); check that cert, key and ca are not swapped`
+      : `it is not PEM${text.length < 256 && !/\n/.test(text) ? ' (a file path?)' : ''}; pass the file's contents, e.g. readFileSync(path), not its path`;
+    throw new BatchesConfigError(`${where}: \`${option}\` must be ${what} in PEM format, but ${hint}.`);
+  }
+  return value;
+}
+
 function queueName(where: string, option: string, value: string): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > 255) {
     throw new BatchesConfigError(`${where}: \`${option}\` must be a queue name of 1 to 255 characters, got ${JSON.stringify(value)}.`);
@@ -342,6 +490,8 @@ export function resolveHandlerOptions(task: string, options: BatchHandlerOptions
     retryDelay: nonNegativeInteger(where, 'retryDelay', options.retryDelay ?? defaults.retryDelay, 'It is in milliseconds.'),
     ignoreResult: options.ignoreResult ?? false,
   };
+  const declaration = defaults.queues?.[resolved.queue];
+  if (declaration) resolved.declaration = declaration;
   if (options.prefetch !== undefined) {
     positiveInteger(where, 'prefetch', options.prefetch, 'Leave it unset to let the library derive it.');
     if (options.prefetch < flushEvery) {
@@ -377,4 +527,121 @@ export function derivePrefetch(queue: string, handlers: ResolvedHandlerOptions[]
     );
   }
   return prefetch;
+}
+
+/**
+ * How one queue is declared (`BatchesModule.forRoot({ queues: { [name]: … } })`); the Celery side
+ * must declare it the same way (kombu's `Queue(name, Exchange(exchange, type=exchangeType),
+ * routing_key=routingKey, queue_arguments={…})`), or RabbitMQ refuses the second declaration.
+ */
+export interface QueueOptions {
+  /**
+   * `'classic'` (default; no `x-queue-type` is sent, as Celery) or `'quorum'` (`x-queue-type:
+   * quorum`: replicated across a cluster). The queue's `<queue>.dead` gets the same type.
+   */
+  type?: QueueType;
+  /**
+   * `x-max-priority` (1–255, RabbitMQ advises at most 10): messages sent with a higher `priority`
+   * are delivered first. Classic queues only: RabbitMQ 3.x quorum queues refuse the argument, and
+   * RabbitMQ 4 quorum queues have two priorities (0–4 and 5+) without it.
+   */
+  maxPriority?: number;
+  /** Further queue arguments, sent as given (e.g. `{ 'x-delivery-limit': 20 }` for a quorum queue). */
+  arguments?: Record<string, unknown>;
+  /** Exchange the queue is bound to and `BatchClient` publishes to; the queue's name by default (Celery's). */
+  exchange?: string;
+  /** `'direct'` (default), `'topic'` or `'fanout'`. */
+  exchangeType?: QueueExchangeType;
+  /** Binding key, and the routing key `BatchClient` publishes with; the queue's name by default. */
+  routingKey?: string;
+  /** Further binding keys of the queue on the same exchange (e.g. topic patterns `'billing.*'`). */
+  bindings?: string[];
+}
+
+const QUEUE_OPTION_KEYS = new Set(['type', 'maxPriority', 'arguments', 'exchange', 'exchangeType', 'routingKey', 'bindings']);
+const EXCHANGE_TYPES: readonly QueueExchangeType[] = ['direct', 'topic', 'fanout'];
+
+function resolveQueues(where: string, queues: unknown): Record<string, QueueDeclaration> {
+  if (typeof queues !== 'object' || queues === null || Array.isArray(queues)) {
+    throw new BatchesConfigError(
+      `${where}: \`queues\` must be an object of queue name → declaration, got ${describeValue(queues)}. ` +
+        "E.g. `queues: { billing: { type: 'quorum' } }`.",
+    );
+  }
+  const resolved: Record<string, QueueDeclaration> = {};
+  for (const [queue, options] of Object.entries(queues as Record<string, unknown>)) {
+    resolved[queueName(where, 'queues', queue)] = queueDeclaration(`${where}: \`queues['${queue}']\``, queue, options);
+  }
+  return resolved;
+}
+
+function queueDeclaration(where: string, queue: string, value: unknown): QueueDeclaration {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new BatchesConfigError(`${where} must be an object such as { type: 'quorum' }, got ${describeValue(value)}.`);
+  }
+  const options = value as QueueOptions;
+  const unknown = Object.keys(options).filter((key) => !QUEUE_OPTION_KEYS.has(key));
+  if (unknown.length > 0) {
+    throw new BatchesConfigError(
+      `${where} has unknown option(s) ${unknown.map((key) => `'${key}'`).join(', ')}. ` +
+        `Known: ${[...QUEUE_OPTION_KEYS].join(', ')}; RabbitMQ queue arguments go in \`arguments\`.`,
+    );
+  }
+  const type = options.type ?? 'classic';
+  if (type !== 'classic' && type !== 'quorum') {
+    throw new BatchesConfigError(`${where}: \`type\` must be 'classic' or 'quorum', got ${JSON.stringify(type)}.`);
+  }
+  if (options.maxPriority !== undefined) {
+    if (!Number.isInteger(options.maxPriority) || options.maxPriority < 1 || options.maxPriority > 255) {
+      throw new BatchesConfigError(
+        `${where}: \`maxPriority\` must be an integer from 1 to 255 (RabbitMQ advises at most 10), got ${String(options.maxPriority)}.`,
+      );
+    }
+    if (type === 'quorum') {
+      throw new BatchesConfigError(
+        `${where}: \`maxPriority\` is for classic queues; RabbitMQ refuses 'x-max-priority' on quorum queues. ` +
+          'Leave it unset (RabbitMQ 4 quorum queues deliver priority 5 and above first without it), or use a classic queue.',
+      );
+    }
+  }
+  const args = options.arguments ?? {};
+  if (typeof args !== 'object' || args === null || Array.isArray(args)) {
+    throw new BatchesConfigError(`${where}: \`arguments\` must be an object of RabbitMQ queue arguments, got ${describeValue(args)}.`);
+  }
+  for (const [key, option] of [
+    ['x-queue-type', 'type'],
+    ['x-max-priority', 'maxPriority'],
+  ]) {
+    if (key in args) throw new BatchesConfigError(`${where}: set \`${option}\` instead of '${key}' in \`arguments\`.`);
+  }
+  const exchangeType = options.exchangeType ?? 'direct';
+  if (!EXCHANGE_TYPES.includes(exchangeType)) {
+    throw new BatchesConfigError(
+      `${where}: \`exchangeType\` must be ${EXCHANGE_TYPES.map((each) => `'${each}'`).join(', ')}, got ${JSON.stringify(exchangeType)}.`,
+    );
+  }
+  const exchange = options.exchange ?? queue;
+  if (typeof exchange !== 'string' || exchange.length === 0 || exchange.length > 255) {
+    throw new BatchesConfigError(
+      `${where}: \`exchange\` must be an exchange name of 1 to 255 characters, got ${JSON.stringify(exchange)}; ` +
+        "leave it unset for Celery's (the queue's name).",
+    );
+  }
+  const routingKey = options.routingKey ?? queue;
+  const bindings = options.bindings ?? [];
+  if (typeof routingKey !== 'string' || routingKey.length > 255) {
+    throw new BatchesConfigError(`${where}: \`routingKey\` must be a string of at most 255 characters, got ${JSON.stringify(routingKey)}.`);
+  }
+  if (!Array.isArray(bindings) || bindings.some((key) => typeof key !== 'string' || key.length > 255)) {
+    throw new BatchesConfigError(`${where}: \`bindings\` must be a list of routing keys, got ${describeValue(bindings)}.`);
+  }
+  return {
+    type,
+    ...(options.maxPriority !== undefined && { maxPriority: options.maxPriority }),
+    arguments: { ...args },
+    exchange,
+    exchangeType,
+    routingKey,
+    bindings: [...new Set(bindings)].filter((key) => key !== routingKey),
+  };
 }

@@ -1,5 +1,12 @@
 export { BatchesModule } from './batches.module.js';
-export { BATCHES_DEFAULTS, BatchesConfigError, type BatchesModuleOptions, type BatchHandlerOptions } from './batches.options.js';
+export {
+  BATCHES_DEFAULTS,
+  BatchesConfigError,
+  type BatchesModuleOptions,
+  type BatchHandlerOptions,
+  type QueueOptions,
+  type BatchesTlsOptions,
+} from './batches.options.js';
 export type { BatchesModuleAsyncOptions } from './batches.module-definition.js';
 export { BATCHES_BROKER } from './batches.constants.js';
 export { BatchHandler } from './batch-handler.decorator.js';
@@ -32,7 +39,7 @@ export { AsyncResult, EagerResult, GroupResult } from './client/async-result.js'
 export { signature, type Signature, type SignatureOptions } from './canvas/signature.js';
 export { ResultBackend } from './results/result-backend.js';
 export { MemoryResultBackend } from './results/memory.result-backend.js';
-export { RedisResultBackend } from './results/redis.result-backend.js';
+export { RedisResultBackend, type RedisResultBackendOptions } from './results/redis.result-backend.js';
 export { NotRegistered } from './results/not-registered.js';
 export {
   TaskFailedError,
@@ -43,9 +50,19 @@ export {
   type ExceptionInfo,
   type WaitOptions,
 } from './results/task-result.js';
-export type { Broker, BrokerEvent, Delivery, OutgoingMessage, MessageProperties, PublishOptions } from './broker/broker.interface.js';
+export type {
+  Broker,
+  BrokerEvent,
+  Delivery,
+  OutgoingMessage,
+  MessageProperties,
+  PublishOptions,
+  QueueDeclaration,
+  QueueExchangeType,
+  QueueType,
+} from './broker/broker.interface.js';
 export { MemoryBroker } from './broker/memory.broker.js';
-export { AmqpBroker } from './broker/amqp.broker.js';
+export { AmqpBroker, type AmqpBrokerOptions } from './broker/amqp.broker.js';
 export { BrokerFailedError, PublishTimeoutError } from './broker/broker-errors.js';
 export {
   encodeTaskMessage,

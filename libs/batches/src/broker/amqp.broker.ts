@@ -2,8 +2,16 @@ import { Logger } from '@nestjs/common';
 import { EventEmitter } from 'node:events';
 import { connect, type AmqpConnectionManager, type ChannelWrapper } from 'amqp-connection-manager';
 import type { Channel, ChannelModel, ConsumeMessage, Message } from 'amqplib';
+import { MAX_PREFETCH, type BatchesTlsOptions } from '../batches.options.js';
 import { pythonSafeHeaders } from './amqp-integer.js';
-import { BrokerFailedError, declarationConflict, PublishTimeoutError, unrecoverableConnectError } from './broker-errors.js';
+import {
+  BrokerFailedError,
+  declarationConflict,
+  PublishTimeoutError,
+  unrecoverableConnectError,
+  type DeclarationContext,
+} from './broker-errors.js';
+import { celeryQueueDeclaration, queueArguments } from './broker.interface.js';
 import type {
   BroadcastBinding,
   BroadcastMessage,
@@ -16,12 +24,17 @@ import type {
   PublishOptions,
   QueueConsumer,
   QueueConsumption,
+  QueueDeclaration,
+  QueueType,
 } from './broker.interface.js';
 
-/** Celery's exchange type: a queue `q` is bound to direct exchange `q` with key `q` (kombu's `Queue('q')`). */
-const EXCHANGE_TYPE = 'direct';
-
 const logger = new Logger('BatchesServer');
+
+/** Options of `new AmqpBroker(urls, options)`. */
+export interface AmqpBrokerOptions {
+  /** TLS of `amqps://` URLs (the module's `brokerTls`). */
+  tls?: BatchesTlsOptions;
+}
 
 /**
  * RabbitMQ through amqp-connection-manager: reconnects and re-consumes by itself, and publishes on
@@ -36,6 +49,8 @@ export class AmqpBroker implements Broker {
   private readonly consumers = new Set<AmqpQueueConsumer | AmqpBroadcastConsumer>();
   /** Declarations made on the current connection; like kombu, declared again after a reconnect. */
   private readonly declared = new Map<string, Promise<void>>();
+  /** The last declaration given per queue name: used again by callers that give none (re-declarations, canvas sends). */
+  private readonly queueDeclarations = new Map<string, QueueDeclaration>();
   private failedAttempts = 0;
   private closed = false;
   private stop!: (error: Error) => void;
@@ -44,11 +59,17 @@ export class AmqpBroker implements Broker {
   /** Set once an error that retrying cannot fix has stopped the broker. */
   failure?: BrokerFailedError;
 
-  constructor(urls: string[]) {
+  /** `options.tls`: for `amqps://` URLs, Node `tls.connect` options (CA, client certificate, servername). */
+  constructor(urls: string[], options: AmqpBrokerOptions = {}) {
     this.url = urls.map(redact).join(', ');
     this.events.setMaxListeners(0);
     this.stopped.catch(() => undefined);
-    this.connection = connect(urls, { heartbeatIntervalInSeconds: 5, reconnectTimeInSeconds: 1 });
+    this.connection = connect(urls, {
+      heartbeatIntervalInSeconds: 5,
+      reconnectTimeInSeconds: 1,
+      // amqplib hands these to tls.connect for amqps:// URLs (and ignores them for amqp://).
+      ...(options.tls && { connectionOptions: { ...options.tls } }),
+    });
     // Registered before any channel's: the declaration cache is cleared before channels set up again.
     this.connection.on('connect', ({ url }) => {
       this.declared.clear();
@@ -78,14 +99,40 @@ export class AmqpBroker implements Broker {
     this.publisher.on('error', (err: Error) => this.events.emit('disconnect', err));
   }
 
-  declareQueue(queue: string, exchange = queue): Promise<void> {
-    return this.declareOnce(queue, `queue:${exchange}:${queue}`, (channel) => declareCeleryQueue(channel, queue, exchange));
+  declareQueue(queue: string, declaration?: QueueDeclaration | string): Promise<void> {
+    if (typeof declaration === 'object') this.queueDeclarations.set(queue, declaration);
+    const declared =
+      typeof declaration === 'string'
+        ? celeryQueueDeclaration(queue, declaration)
+        : (declaration ?? this.queueDeclarations.get(queue) ?? celeryQueueDeclaration(queue));
+    return this.declareOnce(
+      queue,
+      `queue:${queue}:${JSON.stringify(declared)}`,
+      (channel) => declareTaskQueue(channel, queue, declared),
+      true,
+      {
+        declaration: declared,
+      },
+    );
   }
 
-  declareDeadLetterQueue(queue: string): Promise<void> {
-    return this.declareOnce(queue, `dead:${queue}`, async (channel) => {
-      await channel.assertQueue(queue, { durable: true, autoDelete: false, exclusive: false });
-    });
+  /** `type`: the main queue's, so dead letters are as safe as the tasks were. */
+  declareDeadLetterQueue(queue: string, type: QueueType = 'classic'): Promise<void> {
+    const deadLetterOf = queue.endsWith('.dead') ? queue.slice(0, -'.dead'.length) : queue;
+    return this.declareOnce(
+      queue,
+      `dead:${queue}:${type}`,
+      async (channel) => {
+        await channel.assertQueue(queue, {
+          durable: true,
+          autoDelete: false,
+          exclusive: false,
+          arguments: queueArguments({ type, arguments: {} }),
+        });
+      },
+      true,
+      { deadLetterOf },
+    );
   }
 
   async consume(queue: string, options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<QueueConsumer> {
@@ -216,10 +263,16 @@ export class AmqpBroker implements Broker {
   }
 
   /** `fatal`: a refused declaration (PRECONDITION_FAILED) stops the broker; otherwise it only rejects. */
-  private declareOnce(queue: string, key: string, declare: (channel: Channel) => Promise<void>, fatal = true): Promise<void> {
+  private declareOnce(
+    queue: string,
+    key: string,
+    declare: (channel: Channel) => Promise<void>,
+    fatal = true,
+    context?: DeclarationContext,
+  ): Promise<void> {
     let declared = this.declared.get(key);
     if (!declared) {
-      declared = this.onOwnChannel(queue, declare, fatal);
+      declared = this.onOwnChannel(queue, declare, fatal, context);
       this.declared.set(key, declared);
       declared.catch(() => this.declared.delete(key));
     }
@@ -230,7 +283,12 @@ export class AmqpBroker implements Broker {
    * Runs a declaration on a channel of its own, so a refused declaration (which closes its channel)
    * never takes the publisher or a consumer down with it. A lost connection means: again on the next.
    */
-  private async onOwnChannel(queue: string, work: (channel: Channel) => Promise<void>, fatal = true): Promise<void> {
+  private async onOwnChannel(
+    queue: string,
+    work: (channel: Channel) => Promise<void>,
+    fatal = true,
+    context?: DeclarationContext,
+  ): Promise<void> {
     for (;;) {
       const connection = await this.connected();
       try {
@@ -240,7 +298,7 @@ export class AmqpBroker implements Broker {
         await channel.close().catch(() => undefined);
         return;
       } catch (error) {
-        const conflict = declarationConflict(error, queue);
+        const conflict = declarationConflict(error, queue, context);
         if (conflict && fatal) throw this.fail(conflict);
         if (conflict) throw conflict;
         if (this.failure || this.closed || !isConnectionLoss(error)) throw error;
@@ -256,13 +314,28 @@ function isConnectionLoss(error: unknown): boolean {
   );
 }
 
-/** One channel per queue: its prefetch is the queue's own, and its deliveries carry the channel they came on. */
+/**
+ * One channel per queue, consuming with a per-consumer prefetch (`basic.qos` with global false: what
+ * quorum queues support). Its deliveries carry the channel they came on.
+ *
+ * Held ETA requests must not eat the window full batches need, but a per-consumer prefetch applies
+ * only to consumers created after the `basic.qos`. So the window is widened by consuming again on
+ * the same channel with the wider prefetch and then cancelling the old consumer: unacked deliveries
+ * of the old consumer stay ackable by their tags (tags belong to the channel) and no longer count
+ * against the new consumer's window; deliveries already on their way to the old one arrive before
+ * its cancel-ok and go to the same handler, so nothing is lost or delivered twice.
+ */
 class AmqpQueueConsumer implements QueueConsumer {
   private readonly wrapper: ChannelWrapper;
-  private current?: { channel: Channel; consumerTag: string };
+  /** The consumer now receiving: its channel, tag and prefetch. */
+  private current?: { channel: Channel; tag: ConsumerTag; prefetch: number; live: LiveChannel };
   private cancelled = false;
   /** The channel now consuming; unset while the broker has cancelled the consumer. */
   private live?: LiveChannel;
+  /** The window asked for by `setPrefetch` (the base prefetch plus the held requests). */
+  private wanted: number;
+  /** Re-consumes run one at a time; changes asked for meanwhile are coalesced into the next. */
+  private reconsuming?: Promise<void>;
   private consumingStarted?: () => void;
   /** Resolves once the first setup consumes. */
   readonly started = new Promise<void>((resolve) => (this.consumingStarted = resolve));
@@ -270,10 +343,11 @@ class AmqpQueueConsumer implements QueueConsumer {
   constructor(
     connection: AmqpConnectionManager,
     readonly queue: string,
-    private prefetch: number,
+    private readonly base: number,
     private readonly onDelivery: (delivery: Delivery) => void,
     private readonly declare: () => Promise<void>,
   ) {
+    this.wanted = base;
     this.wrapper = connection.createChannel({ confirm: false });
     // The wrapper reopens the channel; deliveries of the old one are already marked closed.
     this.wrapper.on('error', (error: Error) => {
@@ -288,6 +362,7 @@ class AmqpQueueConsumer implements QueueConsumer {
 
   private async setup(channel: Channel): Promise<void> {
     if (this.cancelled) return;
+    this.current = undefined;
     // Declared on every (re)connect, on a channel of its own: consuming a queue the broker lost would fail this one.
     await this.declare();
     const live = new LiveChannel(channel);
@@ -296,14 +371,23 @@ class AmqpQueueConsumer implements QueueConsumer {
       live.markClosed();
       logger.warn(`Channel consuming '${this.queue}' closed by the broker: ${error.message}`);
     });
-    // Global (per-channel) prefetch can be changed while consuming; one consumer per channel makes it equal to per-consumer.
-    await channel.prefetch(this.prefetch, true);
+    const prefetch = this.windowFor(this.wanted);
+    await channel.prefetch(prefetch, false);
+    const tag = await this.consumeOn(channel, live);
+    this.current = { channel, tag, prefetch, live };
+    this.live = live;
+    this.consumingStarted?.();
+  }
+
+  /** Starts a consumer on `channel` with the prefetch of the last `basic.qos`. */
+  private async consumeOn(channel: Channel, live: LiveChannel): Promise<ConsumerTag> {
+    const tag: ConsumerTag = { value: '' };
     const { consumerTag } = await channel.consume(
       this.queue,
       (message: ConsumeMessage | null) => {
         if (message === null) {
-          // The broker cancelled us (queue deleted); the wrapper's reconnect re-consumes.
-          if (this.live === live) this.live = undefined;
+          // The broker cancelled this consumer (queue deleted); the wrapper's reconnect re-consumes.
+          if (this.current?.tag === tag && this.live === live) this.live = undefined;
           return;
         }
         this.onDelivery({
@@ -318,9 +402,8 @@ class AmqpQueueConsumer implements QueueConsumer {
       },
       { noAck: false },
     );
-    this.current = { channel, consumerTag };
-    this.live = live;
-    this.consumingStarted?.();
+    tag.value = consumerTag;
+    return tag;
   }
 
   /** True while the broker delivers to this consumer: its channel is open and neither side cancelled it. */
@@ -328,22 +411,68 @@ class AmqpQueueConsumer implements QueueConsumer {
     return !this.cancelled && this.live?.open === true;
   }
 
-  async setPrefetch(prefetch: number): Promise<void> {
-    if (prefetch === this.prefetch) return;
-    this.prefetch = prefetch;
-    await this.current?.channel.prefetch(prefetch, true).catch(() => undefined);
+  /**
+   * Asks for a window of `prefetch` (base + held). A wider one is given with slack (twice the held
+   * count), so a growing number of held requests re-consumes only each time it doubles; the window
+   * is narrowed again once the held requests are down to a quarter of the slack.
+   */
+  setPrefetch(prefetch: number): Promise<void> {
+    this.wanted = Math.max(this.base, prefetch);
+    this.reconsuming ??= this.reconsume().finally(() => (this.reconsuming = undefined));
+    return this.reconsuming;
+  }
+
+  private windowFor(wanted: number): number {
+    return Math.min(MAX_PREFETCH, this.base + 2 * Math.max(0, wanted - this.base));
+  }
+
+  private needsReconsume(applied: number): boolean {
+    if (this.wanted > applied) return applied < MAX_PREFETCH;
+    const slack = applied - this.base;
+    return slack > 0 && 4 * (this.wanted - this.base) <= slack;
+  }
+
+  private async reconsume(): Promise<void> {
+    for (;;) {
+      const old = this.current;
+      if (!old || this.cancelled || !old.live.open || !this.needsReconsume(old.prefetch)) return;
+      const { channel, live } = old;
+      const prefetch = this.windowFor(this.wanted);
+      try {
+        // Consume anew first, then cancel the old consumer: no gap in deliveries.
+        await channel.prefetch(prefetch, false);
+        const tag = await this.consumeOn(channel, live);
+        if (this.current !== old || this.cancelled) {
+          // Set up again on another channel meanwhile, or stopped: this consumer must not stay.
+          await channel.cancel(tag.value).catch(() => undefined);
+          return;
+        }
+        this.current = { channel, tag, prefetch, live };
+        await channel.cancel(old.tag.value);
+      } catch (error) {
+        // A closed channel is set up again by the wrapper, with the window asked for by then.
+        if (live.open && !this.cancelled) logger.warn(`Could not change the prefetch of '${this.queue}': ${String(error)}`);
+        return;
+      }
+    }
   }
 
   async cancel(): Promise<void> {
     this.cancelled = true;
+    await this.reconsuming?.catch(() => undefined);
     const current = this.current;
-    if (current) await current.channel.cancel(current.consumerTag).catch(() => undefined);
+    if (current) await current.channel.cancel(current.tag.value).catch(() => undefined);
   }
 
   close(): Promise<void> {
     this.cancelled = true;
     return this.wrapper.close();
   }
+}
+
+/** A consumer tag, known once basic.consume-ok has come (deliveries may reach the handler first). */
+interface ConsumerTag {
+  value: string;
 }
 
 /** A noAck consumer of a transient queue (remote control, events), declared on every (re)connect. */
@@ -421,11 +550,15 @@ class LiveChannel implements DeliveryChannel {
   }
 }
 
-async function declareCeleryQueue(channel: Channel, queue: string, exchange: string): Promise<void> {
-  await channel.assertExchange(exchange, EXCHANGE_TYPE, { durable: true, autoDelete: false });
-  // No queue arguments: Python workers declare queues the same way and RabbitMQ refuses mismatches.
-  await channel.assertQueue(queue, { durable: true, autoDelete: false, exclusive: false });
-  await channel.bindQueue(queue, exchange, queue);
+/**
+ * kombu's `Queue(queue, Exchange(exchange, type), routing_key, queue_arguments)`: by default Celery's
+ * (direct exchange and key named after the queue, no arguments). Python workers must declare the
+ * queue the same way: RabbitMQ refuses a declaration whose type or arguments differ.
+ */
+async function declareTaskQueue(channel: Channel, queue: string, declaration: QueueDeclaration): Promise<void> {
+  await channel.assertExchange(declaration.exchange, declaration.exchangeType, { durable: true, autoDelete: false });
+  await channel.assertQueue(queue, { durable: true, autoDelete: false, exclusive: false, arguments: queueArguments(declaration) });
+  for (const key of [declaration.routingKey, ...declaration.bindings]) await channel.bindQueue(queue, declaration.exchange, key);
 }
 
 function redact(url: string): string {

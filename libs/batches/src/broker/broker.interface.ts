@@ -46,8 +46,51 @@ export interface ConsumeOptions {
   prefetch: number;
 }
 
+/** RabbitMQ queue types a task queue can have: `classic` (Celery's default) or `quorum` (replicated). */
+export type QueueType = 'classic' | 'quorum';
+
+/** Exchange types a task queue can be bound through. */
+export type QueueExchangeType = 'direct' | 'topic' | 'fanout';
+
+/**
+ * How a task queue is declared (kombu's `Queue(name, Exchange(exchange, type), routing_key,
+ * queue_arguments)`); every side sharing the queue must declare it the same way.
+ */
+export interface QueueDeclaration {
+  /** `classic` sends no `x-queue-type`, as Celery; `quorum` sends `x-queue-type: quorum`. */
+  type: QueueType;
+  /** `x-max-priority` (classic queues only). */
+  maxPriority?: number;
+  /** Further queue arguments, as given (`x-message-ttl`, `x-delivery-limit`, …). */
+  arguments: Record<string, unknown>;
+  /** Durable exchange the queue is bound to and `BatchClient` publishes to. */
+  exchange: string;
+  exchangeType: QueueExchangeType;
+  /** Binding key and the routing key `BatchClient` publishes with. */
+  routingKey: string;
+  /** Further binding keys on the same exchange. */
+  bindings: string[];
+}
+
+/** Celery's declaration of `queue`: direct exchange `queue`, routing key `queue`, no arguments. */
+export function celeryQueueDeclaration(queue: string, exchange = queue): QueueDeclaration {
+  return { type: 'classic', arguments: {}, exchange, exchangeType: 'direct', routingKey: queue, bindings: [] };
+}
+
+/** The queue arguments RabbitMQ is sent for `declaration`. */
+export function queueArguments(declaration: Pick<QueueDeclaration, 'type' | 'maxPriority' | 'arguments'>): Record<string, unknown> {
+  return {
+    ...declaration.arguments,
+    ...(declaration.type !== 'classic' && { 'x-queue-type': declaration.type }),
+    ...(declaration.maxPriority !== undefined && { 'x-max-priority': declaration.maxPriority }),
+  };
+}
+
 export interface QueueConsumer {
-  /** Changes how many unacked messages the broker may hand this consumer (held ETA requests widen it). */
+  /**
+   * Asks for room for `prefetch` unacked messages (held ETA requests widen it). On RabbitMQ the
+   * prefetch is per consumer: the window is changed by consuming again, at least this wide.
+   */
   setPrefetch(prefetch: number): Promise<void>;
   /** Stops new deliveries; unacked ones stay settleable. */
   cancel(): Promise<void>;
@@ -88,12 +131,14 @@ export interface Broker {
   /** Set once an error that reconnecting cannot fix (credentials, vhost, TLS, a conflicting queue) stopped the broker. */
   readonly failure?: Error;
   /**
-   * Declares `queue` the way Celery does: a durable queue bound with key `queue` to the durable
-   * direct exchange of the same name (`celery` for the default queue).
+   * Declares `queue` durable and binds it to its durable exchange. By default the way Celery does:
+   * bound with key `queue` to the direct exchange of the same name (`celery` for the default queue)
+   * with no arguments. A `declaration` (or, for a string, the exchange name) says otherwise; without
+   * one, the last declaration given for this queue name on this broker is used again.
    */
-  declareQueue(queue: string, exchange?: string): Promise<void>;
-  /** Declares a plain durable queue reached through the default exchange (dead letters). */
-  declareDeadLetterQueue(queue: string): Promise<void>;
+  declareQueue(queue: string, declaration?: QueueDeclaration | string): Promise<void>;
+  /** Declares a durable queue reached through the default exchange (dead letters), of `type` (classic by default). */
+  declareDeadLetterQueue(queue: string, type?: QueueType): Promise<void>;
   consume(queue: string, options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<QueueConsumer>;
   /**
    * Declares a non-durable exchange (kombu's `durable=False`, e.g. `reply.celery.pidbox`) once per

@@ -1,4 +1,14 @@
-import type { Broker, BrokerEvent, ConsumeOptions, Delivery, DeliveryChannel, OutgoingMessage, QueueConsumer } from './broker.interface.js';
+import {
+  celeryQueueDeclaration,
+  type Broker,
+  type BrokerEvent,
+  type ConsumeOptions,
+  type Delivery,
+  type DeliveryChannel,
+  type OutgoingMessage,
+  type QueueConsumer,
+  type QueueDeclaration,
+} from './broker.interface.js';
 
 /**
  * A message in a queue. Handed to a consumer it is itself the delivery, with the consumer's tag and
@@ -37,12 +47,17 @@ export class MemoryBroker implements Broker {
   /** exchange → routing key → queues (Celery's direct exchanges). */
   private readonly bindings = new Map<string, Map<string, Set<string>>>();
 
-  async declareQueue(queue: string, exchange = queue): Promise<void> {
+  /** Routes by exchange and routing key (direct semantics for every exchange type); queue types and arguments do not apply in memory. */
+  async declareQueue(queue: string, declaration?: QueueDeclaration | string): Promise<void> {
     this.queue(queue);
+    const { exchange, routingKey, bindings } =
+      typeof declaration === 'object' ? declaration : celeryQueueDeclaration(queue, declaration ?? queue);
     const routes = this.bindings.get(exchange) ?? new Map<string, Set<string>>();
     this.bindings.set(exchange, routes);
-    const bound = routes.get(queue) ?? new Set<string>();
-    routes.set(queue, bound.add(queue));
+    for (const key of [routingKey, ...bindings]) {
+      const bound = routes.get(key) ?? new Set<string>();
+      routes.set(key, bound.add(queue));
+    }
   }
 
   async declareDeadLetterQueue(queue: string): Promise<void> {

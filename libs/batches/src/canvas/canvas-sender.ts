@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Broker } from '../broker/broker.interface.js';
+import type { Broker, QueueDeclaration } from '../broker/broker.interface.js';
 import type { BatchesTracing } from '../observability/batches-tracing.js';
 import { encodeTaskMessage, type MessageFormat } from '../protocol/celery-message.js';
 import type { TaskArgs } from '../simple-request.js';
@@ -13,6 +13,8 @@ export interface SendSettings {
   messageFormat: MessageFormat;
   /** Present when the module's `tracing` option is on: sent tasks carry the active trace context. */
   tracing?: BatchesTracing;
+  /** Declarations of the queues the module's `queues` option names (exchange, routing key, type). */
+  queues?: Readonly<Record<string, QueueDeclaration>>;
 }
 
 /** The workflow a signature is sent from: its parent task and the workflow's first. */
@@ -98,8 +100,14 @@ export class CanvasSender {
       },
       this.settings.messageFormat,
     );
-    await this.broker.declareQueue(queue);
-    await this.broker.publish({ exchange: queue, routingKey: queue, body: encoded.body, properties: encoded.properties });
+    const declaration = this.settings.queues?.[queue];
+    await this.broker.declareQueue(queue, declaration);
+    await this.broker.publish({
+      exchange: declaration?.exchange ?? queue,
+      routingKey: declaration?.routingKey ?? queue,
+      body: encoded.body,
+      properties: encoded.properties,
+    });
     return id;
   }
 }

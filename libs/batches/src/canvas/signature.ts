@@ -53,9 +53,12 @@ export function isSignature(value: unknown): value is Signature {
   return typeof value === 'object' && value !== null && typeof (value as { task?: unknown }).task === 'string';
 }
 
+const NO_SIGNATURES = Object.freeze([]) as unknown as Signature[];
+
 /** The signatures of an embed field or a `link` option: absent, one signature, or a list of them. */
 export function signaturesOf(value: unknown): Signature[] {
-  if (value === null || value === undefined) return [];
+  // Most messages have no canvas: one shared, frozen empty list, no allocation per message.
+  if (value === null || value === undefined) return NO_SIGNATURES;
   const list = Array.isArray(value) ? value : [value];
   return list.filter(isSignature).map(normalized);
 }

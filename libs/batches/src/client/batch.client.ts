@@ -95,9 +95,16 @@ export class BatchClient {
     const timeout = options.timeout ?? this.options.publishTimeout;
     const deadline = now + timeout;
     try {
-      await withTimeout(this.broker.declareQueue(queue), timeout);
+      // Declared as the module's `queues` option says (Celery's way when it names none), and sent through its exchange.
+      const declaration = this.options.queues?.[queue];
+      await withTimeout(this.broker.declareQueue(queue, declaration), timeout);
       await this.broker.publish(
-        { exchange: queue, routingKey: queue, body: encoded.body, properties: encoded.properties },
+        {
+          exchange: declaration?.exchange ?? queue,
+          routingKey: declaration?.routingKey ?? queue,
+          body: encoded.body,
+          properties: encoded.properties,
+        },
         { timeout: Math.max(1, deadline - Date.now()) },
       );
     } catch (error) {

@@ -30,7 +30,8 @@ export class WorkerActivity implements WorkerState {
   /** `eventsEnabled` now and on every change (the Celery event sender follows it). */
   readonly eventsEnabled$: Observable<boolean> = this.eventsSwitch.pipe(distinctUntilChanged());
   private readonly logger = new Logger('BatchesServer');
-  private readonly buffered = new Set<SimpleRequest>();
+  /** Per task, its buffered requests in arrival order: batches leave a buffer from its front. */
+  private readonly buffered = new Map<string, BufferedRequests>();
   private readonly running = new Set<{ requests: readonly SimpleRequest[]; timeStart: number }>();
   private readonly totals = new Map<string, number>();
 
@@ -58,7 +59,12 @@ export class WorkerActivity implements WorkerState {
 
   /** The worker buffered a request (it goes to a pipeline). */
   reserve(request: SimpleRequest): void {
-    this.buffered.add(request);
+    let queue = this.buffered.get(request.name);
+    if (!queue) {
+      queue = new BufferedRequests();
+      this.buffered.set(request.name, queue);
+    }
+    queue.push(request);
   }
 
   /**
@@ -66,7 +72,8 @@ export class WorkerActivity implements WorkerState {
    * REVOKED and acked (requests from a closed channel are left to the broker's redelivery).
    */
   admit(batch: readonly Envelope[], results: ResultBackend, acks: AckTrackers): readonly Envelope[] {
-    for (const envelope of batch) this.buffered.delete(envelope.request);
+    // A batch is the front of its task's buffer (one task per pipeline, flushed in order).
+    if (batch.length > 0) this.buffered.get(batch[0].request.name)?.shift(batch.length);
     if (this.revoked.size === 0 || !batch.some((envelope) => this.revoked.has(envelope.request.id))) return batch;
     const run: Envelope[] = [];
     for (const envelope of batch) {
@@ -80,7 +87,8 @@ export class WorkerActivity implements WorkerState {
   started(requests: readonly SimpleRequest[]): RunningBatch {
     const batch = { requests, timeStart: Date.now() / 1000 };
     this.running.add(batch);
-    for (const request of requests) this.totals.set(request.name, (this.totals.get(request.name) ?? 0) + 1);
+    // One task per batch.
+    if (requests.length > 0) this.totals.set(requests[0].name, (this.totals.get(requests[0].name) ?? 0) + requests.length);
     return { finished: () => this.running.delete(batch) };
   }
 
@@ -96,7 +104,7 @@ export class WorkerActivity implements WorkerState {
   }
 
   reserved(): SimpleRequest[] {
-    return [...this.buffered];
+    return [...this.buffered.values()].flatMap((queue) => queue.requests());
   }
 
   active(): ActiveRequest[] {
@@ -145,5 +153,30 @@ export class WorkerActivity implements WorkerState {
     } catch (error) {
       this.logger.error(`Could not store REVOKED for task ${request.id}; it stays unacked: ${String(error)}`);
     }
+  }
+}
+
+/** A FIFO of requests with O(1) push and shift-by-count (the array is compacted now and then). */
+class BufferedRequests {
+  private items: SimpleRequest[] = [];
+  private head = 0;
+
+  push(request: SimpleRequest): void {
+    this.items.push(request);
+  }
+
+  shift(count: number): void {
+    this.head = Math.min(this.head + count, this.items.length);
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  requests(): SimpleRequest[] {
+    return this.items.slice(this.head);
   }
 }

@@ -1,4 +1,4 @@
-import { BATCHES_DEFAULTS } from '../batches.options.js';
+import { BATCHES_DEFAULTS, type BatchesTlsOptions } from '../batches.options.js';
 import { Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { optionalPeer } from '../optional-peer.js';
@@ -39,8 +39,39 @@ redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 return parts
 `;
 
+// The same check-and-set for a whole batch in one script: one round trip however many results.
+// KEYS are the result keys; ARGV their values, then the expiry.
+const STORE_MANY_SCRIPT = `
+local expires = ARGV[#ARGV]
+local stored = 0
+for i, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  local done = false
+  if current then
+    local ok, meta = pcall(cjson.decode, current)
+    done = ok and type(meta) == 'table' and meta['status'] == 'SUCCESS'
+  end
+  if not done then
+    redis.call('SET', key, ARGV[i], 'PX', expires)
+    redis.call('PUBLISH', key, ARGV[i])
+    stored = stored + 1
+  end
+end
+return stored
+`;
+
+/** Results per script call: bounds a script's run time (Redis serves nothing else meanwhile). */
+const STORE_MANY_CHUNK = 1_000;
+
+/** Options of `new RedisResultBackend(url, expires, options)`. */
+export interface RedisResultBackendOptions {
+  /** TLS of a `rediss://` URL (the module's `resultBackendTls`). */
+  tls?: BatchesTlsOptions;
+}
+
 type CeleryRedis = Redis & {
   storeCeleryMeta(key: string, value: string, expiresMs: number): Promise<number>;
+  storeCeleryMetas(keyCount: number, ...keysValuesAndExpiry: Array<string | number>): Promise<number>;
   chordPartReturn(parts: string, diff: string, size: string, part: string, score: string, expiresMs: number): Promise<string[] | null>;
 };
 
@@ -66,15 +97,25 @@ export class RedisResultBackend extends ResultBackend {
     url: string,
     /** How long results live (the module's `resultExpires`, one day by default). */
     private readonly expiresMs: number = BATCHES_DEFAULTS.resultExpires,
+    options: RedisResultBackendOptions = {},
   ) {
     super();
     const RedisClient = redisClass(url);
     if (!Number.isInteger(expiresMs) || expiresMs <= 0) {
       throw new RangeError(`resultExpires must be a positive whole number of milliseconds, got ${expiresMs}`);
     }
+    if (options.tls && !/^rediss:/i.test(url)) {
+      throw new RangeError(`TLS options need a 'rediss://' URL, got ${JSON.stringify(redactUrl(url))}`);
+    }
     // Auto-pipelining sends a batch's many result writes in one round trip; null retries: writes wait out a reconnect.
-    const client = new RedisClient(url, { enableAutoPipelining: true, maxRetriesPerRequest: null });
+    // With `tls`, ioredis hands it to tls.connect (a bare rediss:// URL uses Node's root CAs); duplicate() keeps it.
+    const client = new RedisClient(url, {
+      enableAutoPipelining: true,
+      maxRetriesPerRequest: null,
+      ...(options.tls && { tls: { ...options.tls } }),
+    });
     client.defineCommand('storeCeleryMeta', { numberOfKeys: 1, lua: STORE_SCRIPT });
+    client.defineCommand('storeCeleryMetas', { lua: STORE_MANY_SCRIPT });
     client.defineCommand('chordPartReturn', { numberOfKeys: 3, lua: CHORD_PART_SCRIPT });
     reportErrors(client, 'connection');
     this.client = client as CeleryRedis;
@@ -98,9 +139,19 @@ export class RedisResultBackend extends ResultBackend {
   }
 
   protected async store(meta: TaskMeta): Promise<void> {
-    // JSON.stringify drops an undefined property; Celery's value always has `result`.
-    const value = JSON.stringify(meta.result === undefined ? { ...meta, result: null } : meta);
-    await this.client.storeCeleryMeta(KEY_PREFIX + meta.task_id, value, this.expiresMs);
+    await this.client.storeCeleryMeta(KEY_PREFIX + meta.task_id, encodeMeta(meta), this.expiresMs);
+  }
+
+  /** A batch's results in one script call (per 1,000), with Celery's keys, values, expiry and PUBLISH. */
+  protected override async storeMany(metas: TaskMeta[]): Promise<void> {
+    if (metas.length === 1) return this.store(metas[0]);
+    const writes: Promise<number>[] = [];
+    for (let start = 0; start < metas.length; start += STORE_MANY_CHUNK) {
+      const chunk = metas.slice(start, start + STORE_MANY_CHUNK);
+      const keys = chunk.map((meta) => KEY_PREFIX + meta.task_id);
+      writes.push(this.client.storeCeleryMetas(keys.length, ...keys, ...chunk.map(encodeMeta), this.expiresMs));
+    }
+    await Promise.all(writes);
   }
 
   /**
@@ -186,12 +237,20 @@ async function quit(connection: Redis): Promise<void> {
 
 /** ioredis is an optional peer: only `redis://` result backends load it. */
 function redisClass(url: string): typeof Redis {
-  const redacted = url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
-  return optionalPeer<{ Redis: typeof Redis }>('ioredis', `\`resultBackend: '${redacted}'\``).Redis;
+  return optionalPeer<{ Redis: typeof Redis }>('ioredis', `\`resultBackend: '${redactUrl(url)}'\``).Redis;
+}
+
+function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
 }
 
 /** One stored chord part, `[1, task id, state, result]` as Celery encodes it. */
 function decodeChordPart(encoded: string, groupId: string): ChordPart {
   const [, taskId, state, result] = JSON.parse(encoded) as [number, string, TaskState, unknown];
   return { groupId, taskId, groupIndex: null, state, result };
+}
+
+/** Celery's stored value; JSON.stringify drops an undefined property, and Celery's value always has `result`. */
+function encodeMeta(meta: TaskMeta): string {
+  return JSON.stringify(meta.result === undefined ? { ...meta, result: null } : meta);
 }

@@ -48,8 +48,10 @@ export class QueueWorker {
   }
 
   async start(): Promise<void> {
-    await this.deps.broker.declareQueue(this.queue);
-    await this.deps.broker.declareDeadLetterQueue(deadLetterQueue(this.queue));
+    // The module's `queues` option reaches the worker through its handlers' options (Celery's declaration when unset).
+    const declaration = [...this.pipelines.values()].find((pipeline) => pipeline.handler.options.declaration)?.handler.options.declaration;
+    await this.deps.broker.declareQueue(this.queue, declaration);
+    await this.deps.broker.declareDeadLetterQueue(deadLetterQueue(this.queue), declaration?.type);
     this.consumer = await this.deps.broker.consume(this.queue, { prefetch: this.prefetch }, (delivery) => this.receive(delivery));
     // Stopped while connecting: consume nothing more.
     if (this.stopped) await this.consumer.cancel();
