@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { deleteQueue, prepareBacklog, type MessageFormat } from './backlog.js';
 import type { Measurement, RunOptions } from './measurement.js';
+import { runObservability } from './observability-run.js';
+import type { Observability } from './observability.js';
 import { chart, summarize, table } from './report.js';
 import { celeryAvailable, celeryWorker } from './systems/celery.js';
 import { localBrokerPid, treeUsage } from './systems/process-tree.js';
@@ -16,23 +18,31 @@ const CHILD = fileURLToPath(new URL('./child.js', import.meta.url));
 const { values } = parseArgs({
   options: {
     n: { type: 'string', default: process.env.BENCH_N ?? '100000' },
-    runs: { type: 'string', default: process.env.BENCH_RUNS ?? '3' },
+    // 3 rounds; 7 with --observability, whose differences are smaller than one run's noise.
+    runs: { type: 'string', default: process.env.BENCH_RUNS },
     'celery-n': { type: 'string', default: process.env.BENCH_CELERY_N ?? '20000' },
     'memory-n': { type: 'string', default: process.env.BENCH_MEMORY_N ?? '300000' },
     out: { type: 'string', default: 'bench-results' },
     quick: { type: 'boolean', default: false },
+    // Only the memory:// pipeline with events, metrics and tracing off/on (see observability-run.ts).
+    observability: { type: 'boolean', default: false },
+    // With --observability: also the RabbitMQ flushEvery 100 row, on a backlog of --n.
+    'observability-rabbitmq': { type: 'boolean', default: false },
+    // With --observability: `label=path/to/dist/apps/bench/child.js` of another build (an older commit),
+    // whose memory pipeline runs as one more variant, so "off" can be compared with code before the features.
+    baseline: { type: 'string', multiple: true },
   },
 });
 const n = Number(values.n);
-const runs = Number(values.runs);
+const runs = Number(values.runs ?? (values.observability ? 7 : 3));
 const celeryN = Math.min(n, Number(values['celery-n']));
 // In-process runs are over in a fraction of a second at N = 100,000; a longer window averages out GC and machine noise.
 const memoryN = Math.min(n * 3, Number(values['memory-n']));
 const brokerPid = localBrokerPid();
 
 /** Runs one system in a child process of its own. */
-async function child(system: string, options: RunOptions): Promise<Measurement> {
-  const { stdout } = await run(process.execPath, [CHILD, system, JSON.stringify(options)], { maxBuffer: 16 * 1024 * 1024 });
+async function child(system: string, options: RunOptions, script = CHILD): Promise<Measurement> {
+  const { stdout } = await run(process.execPath, [script, system, JSON.stringify(options)], { maxBuffer: 16 * 1024 * 1024 });
   return JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Measurement;
 }
 
@@ -71,6 +81,30 @@ async function drain(format: MessageFormat, count: number, consume: (queue: stri
   } finally {
     await deleteQueue(queue);
   }
+}
+
+if (values.observability) {
+  // No cap by N here: the RabbitMQ backlog (--n) and the memory window are chosen separately.
+  const observabilityMemoryN = Number(values['memory-n']);
+  await runObservability({
+    memoryN: observabilityMemoryN,
+    rabbitN: values['observability-rabbitmq'] ? n : 0,
+    rounds: runs,
+    out: values.out,
+    baselines: (values.baseline ?? []).map((spec) => spec.slice(0, spec.indexOf('='))),
+    memory: async (variant) => {
+      await brokerQuiet();
+      const options = { n: observabilityMemoryN, queue: 'bench', flushEvery: 100 };
+      const baseline = values.baseline?.find((spec) => spec.startsWith(`${variant}=`));
+      if (baseline) return child('memory-pipeline', options, baseline.slice(variant.length + 1));
+      return child('memory-pipeline', { ...options, observability: variant as Observability });
+    },
+    rabbit: async (observability) => {
+      await brokerQuiet();
+      return drain('celery', n, (queue) => child('nestjs-batches', { n, queue, flushEvery: 100, observability }));
+    },
+  });
+  process.exit(0);
 }
 
 const consumers: Array<{ label: string; measure: () => Promise<Measurement> }> = [

@@ -1,3 +1,5 @@
+import type { Observability } from './observability.js';
+
 /** What one run of one system reports. */
 export interface Measurement {
   system: string;
@@ -19,6 +21,8 @@ export interface RunOptions {
   flushEvery?: number;
   /** A label that tells two setups of one system apart. */
   variant?: string;
+  /** Events, metrics and tracing switched on in the worker (memory pipeline, nestjs-batches); off when unset. */
+  observability?: Observability;
 }
 
 export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -33,14 +37,17 @@ export async function drainWith(
   firstMessage: () => number,
   system: string,
   n: number,
+  /** Extra figures to report, read before the app closes. */
+  extras?: () => Promise<Record<string, number> | undefined>,
 ): Promise<Measurement> {
   const cpu = process.cpuUsage();
   await app.listen();
   await finished;
   const seconds = (performance.now() - firstMessage()) / 1000;
   const measured = usage(cpu);
+  const extra = await extras?.();
   await app.close();
-  return { system, rate: n / seconds, ...measured };
+  return { system, rate: n / seconds, ...measured, ...(extra && { extra }) };
 }
 
 /** CPU and peak RSS of this process since `start`. */

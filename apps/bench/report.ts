@@ -1,4 +1,5 @@
 import type { Measurement } from './measurement.js';
+import type { VariantMeasurement } from './observability-run.js';
 
 export interface Summary {
   system: string;
@@ -114,4 +115,48 @@ export function chart(series: Array<{ flushEvery: number; rate: number }>, refer
     parts.push(`<text x="${x(series[0].flushEvery) + 8}" y="${y(series[0].rate) - 8}" fill="#1f77b4">nestjs-batches</text>`);
   parts.push('</svg>');
   return parts.join('\n');
+}
+
+const ratioTo = (value: number, base: number | undefined): string => (base ? (value / base).toFixed(2) : '');
+
+/**
+ * One system with events, metrics and tracing off and on: per variant the median rate and CPU per
+ * message over the rounds, their spread, and both as a ratio to `off` (from the medians), plus what
+ * the variant saw per run (events received, spans ended, requests the metrics counted).
+ */
+export function observabilityTable(results: VariantMeasurement[]): string {
+  const variants = [...new Set(results.map((result) => result.observability))];
+  const rows = variants.map((observability) => {
+    const runs = results.filter((result) => result.observability === observability);
+    const rates = runs.map(({ measurement }) => measurement.rate);
+    const cpu = runs.map(({ measurement, n }) => (measurement.cpuSeconds / n) * 1e6);
+    const extra = medianExtras(runs.map(({ measurement }) => measurement));
+    return {
+      observability,
+      runs: runs.length,
+      rate: median(rates),
+      rates,
+      cpu: median(cpu),
+      cpus: cpu,
+      rss: Math.max(...runs.map(({ measurement }) => measurement.peakRssMb)),
+      extra,
+    };
+  });
+  const off = rows.find((row) => row.observability === 'off');
+  return [
+    '| observability | runs | messages/s (median) | min–max | × off | CPU µs/msg (median) | min–max | × off | peak RSS MB | seen per run (median) |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    ...rows.map(
+      (row) =>
+        `| ${row.observability} | ${row.runs} | ${number(row.rate)} | ${number(Math.min(...row.rates))}–${number(Math.max(...row.rates))} | ${ratioTo(row.rate, off?.rate)} | ` +
+        `${row.cpu.toFixed(2)} | ${Math.min(...row.cpus).toFixed(2)}–${Math.max(...row.cpus).toFixed(2)} | ${ratioTo(row.cpu, off?.cpu)} | ${Math.round(row.rss)} | ` +
+        `${
+          row.extra
+            ? Object.entries(row.extra)
+                .map(([key, value]) => `${key} ${number(value)}`)
+                .join(', ')
+            : ''
+        } |`,
+    ),
+  ].join('\n');
 }

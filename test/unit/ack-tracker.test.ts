@@ -18,7 +18,7 @@ describe('AckTracker', () => {
     const ch = channel();
     const tracker = new AckTracker(ch);
     for (let tag = 1; tag <= 100; tag++) tracker.received(tag);
-    tracker.settle(Array.from({ length: 100 }, (_, i) => i + 1));
+    tracker.ack(Array.from({ length: 100 }, (_, i) => i + 1));
     assert.deepEqual(ch.acks, [[100, true]]);
     assert.equal(tracker.pending, 0);
   });
@@ -27,13 +27,13 @@ describe('AckTracker', () => {
     const ch = channel();
     const tracker = new AckTracker(ch);
     for (let tag = 1; tag <= 6; tag++) tracker.received(tag);
-    tracker.settle([4, 5, 6]);
+    tracker.ack([4, 5, 6]);
     assert.deepEqual(ch.acks, [
       [4, false],
       [5, false],
       [6, false],
     ]);
-    tracker.settle([1, 2, 3]);
+    tracker.ack([1, 2, 3]);
     assert.deepEqual(ch.acks.slice(3), [[3, true]]);
     assert.equal(tracker.pending, 0);
   });
@@ -42,13 +42,13 @@ describe('AckTracker', () => {
     const ch = channel();
     const tracker = new AckTracker(ch);
     for (let tag = 1; tag <= 6; tag++) tracker.received(tag);
-    tracker.settle([1, 3, 5]);
+    tracker.ack([1, 3, 5]);
     assert.deepEqual(ch.acks, [
       [1, true],
       [3, false],
       [5, false],
     ]);
-    tracker.settle([2, 4, 6]);
+    tracker.ack([2, 4, 6]);
     assert.deepEqual(ch.acks.slice(3), [[6, true]]);
   });
 
@@ -62,8 +62,8 @@ describe('AckTracker', () => {
       const next = tags.slice(start + 1_000, start + 1_100);
       for (const tag of next) tracker.received(tag);
       // Each window's second half settles before its first half.
-      tracker.settle(tags.slice(start + 50, start + 100));
-      tracker.settle(tags.slice(start, start + 50));
+      tracker.ack(tags.slice(start + 50, start + 100));
+      tracker.ack(tags.slice(start, start + 50));
     }
     // The second half is acked one by one; the first half's multiple-ack then ends at its own last tag.
     const multiple = ch.acks.filter(([, isMultiple]) => isMultiple).map(([tag]) => tag);
@@ -80,7 +80,7 @@ describe('AckTracker', () => {
     const tracker = new AckTracker(ch);
     tracker.received(1);
     ch.open = false;
-    tracker.settle([1]);
+    tracker.ack([1]);
     assert.deepEqual(ch.acks, []);
   });
 });

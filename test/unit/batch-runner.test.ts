@@ -8,7 +8,7 @@ import type { TaskMeta } from '../../libs/batches/src/results/task-result.js';
 import type { SimpleRequest } from '../../libs/batches/src/simple-request.js';
 import { AckTrackers } from '../../libs/batches/src/transport/ack-tracker.js';
 import { BatchRunner } from '../../libs/batches/src/transport/batch-runner.js';
-import { Deliveries, FakeChannel, FakeRedelivery, handlerFor, RecordingLogger } from './support/fakes.js';
+import { Deliveries, FakeChannel, FakeRepublisher, handlerFor, RecordingLogger } from './support/fakes.js';
 
 /** A memory backend whose writes can be made to fail, as a Redis backend does when Redis is gone. */
 class FlakyResultBackend extends MemoryResultBackend {
@@ -29,14 +29,14 @@ describe('BatchRunner: how a batch is settled', () => {
   let results: FlakyResultBackend;
   let acks: AckTrackers;
   let deliveries: Deliveries;
-  let redelivery: FakeRedelivery;
+  let republisher: FakeRepublisher;
   let logger: RecordingLogger;
 
   beforeEach(() => {
     results = new FlakyResultBackend();
     acks = new AckTrackers();
     deliveries = new Deliveries(acks);
-    redelivery = new FakeRedelivery();
+    republisher = new FakeRepublisher();
     logger = new RecordingLogger();
   });
 
@@ -44,7 +44,7 @@ describe('BatchRunner: how a batch is settled', () => {
 
   function runnerFor(fn: (requests: SimpleRequest[]) => unknown, options: BatchHandlerOptions = {}) {
     const handler = handlerFor('unit.task', { maxRetries: 3, retryDelay: 10, ...options }, fn);
-    const runner = new BatchRunner(handler, { results, acks, logger, events: new BatchEvents(), redelivery: redelivery.asRedelivery() });
+    const runner = new BatchRunner(handler, { results, acks, logger, events: new BatchEvents(), republisher: republisher.asRepublisher() });
     return { handler, runner };
   }
 
@@ -61,7 +61,7 @@ describe('BatchRunner: how a batch is settled', () => {
     assert.deepEqual(await stored('r-3'), { status: 'SUCCESS', result: 30 });
     assert.deepEqual(deliveries.channel.acks, [[3, true]]);
     assert.equal(acks.unacked(), 0);
-    assert.deepEqual(redelivery.retries, []);
+    assert.deepEqual(republisher.retries, []);
   });
 
   it('stores a returned Map by request id, and null for the requests it leaves out', async () => {
@@ -102,8 +102,8 @@ describe('BatchRunner: how a batch is settled', () => {
     assert.equal((await stored('r-2')).status, 'RETRY');
     assert.deepEqual(await stored('r-3'), { status: 'SUCCESS', result: 'done' });
     // Only the RETRY goes back to the queue, with the handler's retryDelay; the FAILURE is final.
-    assert.deepEqual(redelivery.retries, [{ id: 'r-2', retries: 0, queue: 'unit', retryDelay: 10 }]);
-    assert.deepEqual(redelivery.deadLetters, []);
+    assert.deepEqual(republisher.retries, [{ id: 'r-2', retries: 0, queue: 'unit', retryDelay: 10 }]);
+    assert.deepEqual(republisher.deadLetters, []);
     // All three settled: the retry is acked once its copy is published.
     assert.equal(acks.unacked(), 0);
     assert.deepEqual(deliveries.channel.acks, [[3, true]]);
@@ -118,7 +118,7 @@ describe('BatchRunner: how a batch is settled', () => {
 
     assert.deepEqual(await stored('r-1'), { status: 'SUCCESS', result: 'made it' });
     assert.deepEqual(
-      redelivery.retries.map(({ id, retries }) => ({ id, retries })),
+      republisher.retries.map(({ id, retries }) => ({ id, retries })),
       [
         { id: 'r-2', retries: 0 },
         { id: 'r-3', retries: 0 },
@@ -147,8 +147,8 @@ describe('BatchRunner: how a batch is settled', () => {
     const fresh = deliveries.envelope({ task: 'unit.task', id: 'fresh', retries: 1 });
     await runner.run([spent, fresh], 'count');
 
-    assert.deepEqual(redelivery.retries, [{ id: 'fresh', retries: 1, queue: 'unit', retryDelay: 10 }]);
-    assert.deepEqual(redelivery.deadLetters, [
+    assert.deepEqual(republisher.retries, [{ id: 'fresh', retries: 1, queue: 'unit', retryDelay: 10 }]);
+    assert.deepEqual(republisher.deadLetters, [
       { deliveryTag: spent.delivery?.deliveryTag, queue: 'unit', reason: '2 retries exhausted: Error: still down' },
     ]);
     const failed = await results.getResult('spent');
@@ -166,8 +166,8 @@ describe('BatchRunner: how a batch is settled', () => {
       { maxRetries: 0 },
     );
     await runner.run(deliveries.batch('unit.task', 1), 'count');
-    assert.deepEqual(redelivery.retries, []);
-    assert.equal(redelivery.deadLetters.length, 1);
+    assert.deepEqual(republisher.retries, []);
+    assert.equal(republisher.deadLetters.length, 1);
     assert.equal((await stored('r-1')).status, 'FAILURE');
   });
 
@@ -177,7 +177,7 @@ describe('BatchRunner: how a batch is settled', () => {
     await runner.run(deliveries.batch('unit.task', 3), 'count');
 
     assert.deepEqual(
-      redelivery.retries.map(({ id }) => id),
+      republisher.retries.map(({ id }) => id),
       ['r-1', 'r-2', 'r-3'],
     );
     assert.match(
@@ -191,7 +191,7 @@ describe('BatchRunner: how a batch is settled', () => {
   });
 
   it('leaves a request unacked for the broker to redeliver when its retry cannot be published', async () => {
-    redelivery.failWith = new Error('broker gone');
+    republisher.failWith = new Error('broker gone');
     const { runner } = runnerFor(() => {
       throw new Error('boom');
     });

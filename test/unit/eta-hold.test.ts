@@ -9,8 +9,8 @@ import { MemoryResultBackend } from '../../libs/batches/src/results/memory.resul
 import { AckTrackers } from '../../libs/batches/src/transport/ack-tracker.js';
 import type { BatchPipeline } from '../../libs/batches/src/transport/batch-pipeline.js';
 import type { Envelope } from '../../libs/batches/src/transport/envelope.js';
-import { QueueWorker } from '../../libs/batches/src/transport/queue-worker.js';
-import { Redelivery } from '../../libs/batches/src/transport/redelivery.js';
+import { QueueDispatcher } from '../../libs/batches/src/transport/queue-dispatcher.js';
+import { Republisher } from '../../libs/batches/src/transport/republisher.js';
 import { handlerFor, RecordingLogger, waitFor } from './support/fakes.js';
 
 const QUEUE = 'eta';
@@ -30,14 +30,14 @@ class RecordingPipeline {
   }
 }
 
-describe('QueueWorker: the ETA hold', () => {
+describe('QueueDispatcher: the ETA hold', () => {
   let broker: MemoryBroker;
   let results: MemoryResultBackend;
   let acks: AckTrackers;
   let events: BatchEvents;
   let pipeline: RecordingPipeline;
   let prefetches: number[];
-  let worker: QueueWorker | undefined;
+  let worker: QueueDispatcher | undefined;
 
   beforeEach(() => {
     broker = new MemoryBroker();
@@ -66,13 +66,13 @@ describe('QueueWorker: the ETA hold', () => {
     await results.close();
   });
 
-  async function start(prefetch: number): Promise<QueueWorker> {
+  async function start(prefetch: number): Promise<QueueDispatcher> {
     const pipelines = new Map([[TASK, pipeline as unknown as BatchPipeline]]);
-    worker = new QueueWorker(QUEUE, prefetch, pipelines, {
+    worker = new QueueDispatcher(QUEUE, prefetch, pipelines, {
       broker,
       results,
       acks,
-      redelivery: new Redelivery(broker),
+      republisher: new Republisher(broker),
       logger: new RecordingLogger(),
       events,
       hostname: 'unit@test',

@@ -3,9 +3,15 @@ import { NestFactory } from '@nestjs/core';
 import type { AsyncMicroserviceOptions } from '@nestjs/microservices';
 import { BATCHES_BROKER, BatchesModule, BatchesServer, BatchHandler, type Broker, type SimpleRequest } from 'nestjs-batches';
 import { AMQP_URL, drainWith, type Measurement, type RunOptions } from '../measurement.js';
+import { observabilityOptions, observe } from '../observability.js';
 
-/** A nestjs-batches worker with a no-op handler, prefetch derived by the library. */
-export async function batchesWorker({ n, queue, flushEvery = 100 }: RunOptions): Promise<Measurement> {
+/**
+ * A nestjs-batches worker with a no-op handler, prefetch derived by the library; with
+ * `observability`, also events, metrics and/or tracing (the backlog carries no `traceparent`, so
+ * batch spans have no links here).
+ */
+export async function batchesWorker({ n, queue, flushEvery = 100, observability }: RunOptions): Promise<Measurement> {
+  const observed = await observabilityOptions(observability);
   let handled = 0;
   let done!: () => void;
   const finished = new Promise<void>((resolve) => (done = resolve));
@@ -21,7 +27,7 @@ export async function batchesWorker({ n, queue, flushEvery = 100 }: RunOptions):
     }
   }
 
-  @Module({ imports: [BatchesModule.forRoot({ broker: AMQP_URL })], providers: [NoOp] })
+  @Module({ imports: [BatchesModule.forRoot({ broker: AMQP_URL, ...observed })], providers: [NoOp] })
   class BenchModule {}
 
   const app = await NestFactory.createMicroservice<AsyncMicroserviceOptions>(BenchModule, {
@@ -29,6 +35,7 @@ export async function batchesWorker({ n, queue, flushEvery = 100 }: RunOptions):
     useFactory: (server: BatchesServer) => ({ strategy: server }),
     logger: ['error'],
   });
+  const seen = observe(observability, app);
   // Timed from the first delivery, like the other consumers: connecting is not consuming.
   let started = 0;
   const broker = app.get<Broker>(BATCHES_BROKER);
@@ -38,5 +45,6 @@ export async function batchesWorker({ n, queue, flushEvery = 100 }: RunOptions):
       if (started === 0) started = performance.now();
       onDelivery(delivery);
     });
-  return drainWith(app, finished, () => started, `nestjs-batches flushEvery ${flushEvery}`, n);
+  const suffix = observability && observability !== 'off' ? `, ${observability}` : '';
+  return drainWith(app, finished, () => started, `nestjs-batches flushEvery ${flushEvery}${suffix}`, n, seen);
 }

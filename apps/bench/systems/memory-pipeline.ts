@@ -11,13 +11,20 @@ import {
   type SimpleRequest,
 } from 'nestjs-batches';
 import { usage, type Measurement, type RunOptions } from '../measurement.js';
+import { observabilityOptions, observe, PRODUCER_TRACEPARENT, tracesProducers } from '../observability.js';
 
 /** Handled before the clock starts, so the figure is the warmed-up (JIT-compiled) pipeline a running worker has. */
 const WARM_UP = 20_000;
 
-/** The in-process pipeline alone: memory:// broker, decode, buffer, no-op handler, ack. */
-export async function memoryPipeline({ n, flushEvery = 100 }: RunOptions): Promise<Measurement> {
+/**
+ * The in-process pipeline alone: memory:// broker, decode, buffer, no-op handler, ack. With
+ * `observability` on, also events, metrics and/or tracing (see observability.ts); with tracing the
+ * messages carry a producer's `traceparent`, as a traced `BatchClient` sends them, so every batch span
+ * gets its links.
+ */
+export async function memoryPipeline({ n, flushEvery = 100, observability }: RunOptions): Promise<Measurement> {
   const total = n + WARM_UP;
+  const observed = await observabilityOptions(observability);
   let handled = 0;
   let started = 0;
   let timed = n;
@@ -40,7 +47,7 @@ export async function memoryPipeline({ n, flushEvery = 100 }: RunOptions): Promi
     }
   }
 
-  @Module({ imports: [BatchesModule.forRoot({ broker: 'memory://' })], providers: [NoOp] })
+  @Module({ imports: [BatchesModule.forRoot({ broker: 'memory://', ...observed })], providers: [NoOp] })
   class MemoryBenchModule {}
 
   const app = await NestFactory.createMicroservice<AsyncMicroserviceOptions>(MemoryBenchModule, {
@@ -48,16 +55,20 @@ export async function memoryPipeline({ n, flushEvery = 100 }: RunOptions): Promi
     useFactory: (server: BatchesServer) => ({ strategy: server }),
     logger: ['error'],
   });
+  const seen = observe(observability, app);
   const broker = app.get<MemoryBroker>(BATCHES_BROKER);
   await broker.declareQueue('bench');
+  const headers = tracesProducers(observability) ? { traceparent: PRODUCER_TRACEPARENT } : undefined;
   for (let i = 0; i < total; i++) {
-    const { body, properties } = encodeTaskMessage({ task: 'bench.noop', args: [i] }, 'full');
+    const { body, properties } = encodeTaskMessage({ task: 'bench.noop', args: [i], headers }, 'full');
     await broker.publish({ exchange: 'bench', routingKey: 'bench', body, properties });
   }
   await app.listen();
   await finished;
   const seconds = (performance.now() - started) / 1000;
   const measured = usage(cpu);
+  const extra = await seen();
   await app.close();
-  return { system: `memory:// pipeline flushEvery ${flushEvery}`, rate: timed / seconds, ...measured };
+  const system = `memory:// pipeline flushEvery ${flushEvery}${observability && observability !== 'off' ? `, ${observability}` : ''}`;
+  return { system, rate: timed / seconds, ...measured, ...(extra && { extra }) };
 }

@@ -33,7 +33,7 @@ export {
 export { SimpleRequest, type DeliveryInfo, type TaskArgs, type TaskKwargs } from './simple-request.js';
 export { BatchesServer, BATCHES_TRANSPORT, type BatchesStatus } from './transport/batches.server.js';
 export { UnknownTaskError } from './transport/batch-worker.js';
-export { DEAD_LETTER_SUFFIX, deadLetterQueue } from './transport/redelivery.js';
+export { DEAD_LETTER_SUFFIX, deadLetterQueue } from './transport/republisher.js';
 export { BatchClient, type ApplyAsyncOptions, type ApplyOptions } from './client/batch.client.js';
 export { AsyncResult, EagerResult, GroupResult } from './client/async-result.js';
 export { signature, type Signature, type SignatureOptions } from './canvas/signature.js';
@@ -49,6 +49,7 @@ export {
   type TaskResult,
   type ExceptionInfo,
   type WaitOptions,
+  type TaskMeta,
 } from './results/task-result.js';
 export type {
   Broker,

@@ -17,7 +17,7 @@ import {
 import type { SimpleRequest } from '../../../libs/batches/src/simple-request.js';
 import type { AckTrackers } from '../../../libs/batches/src/transport/ack-tracker.js';
 import { envelopeFor, type Envelope } from '../../../libs/batches/src/transport/envelope.js';
-import type { Redelivery } from '../../../libs/batches/src/transport/redelivery.js';
+import type { Republisher } from '../../../libs/batches/src/transport/republisher.js';
 
 /** A broker channel that records its acks as `[deliveryTag, multiple]`. */
 export class FakeChannel implements DeliveryChannel {
@@ -75,8 +75,8 @@ export interface DeadLetterCall {
   reason: string;
 }
 
-/** Stands in for `Redelivery`: records what would be republished, and can be told to fail. */
-export class FakeRedelivery {
+/** Stands in for `Republisher`: records what would be republished, and can be told to fail. */
+export class FakeRepublisher {
   readonly retries: RetryCall[] = [];
   readonly deadLetters: DeadLetterCall[] = [];
   /** When set, every publish rejects with it (the broker is unreachable). */
@@ -93,8 +93,8 @@ export class FakeRedelivery {
   }
 
   /** Typed as the runner expects it; it has the same public surface. */
-  asRedelivery(): Redelivery {
-    return this as unknown as Redelivery;
+  asRepublisher(): Republisher {
+    return this as unknown as Republisher;
   }
 }
 

@@ -1,5 +1,5 @@
 import type { ResultBackend } from '../results/result-backend.js';
-import { READY_STATES, settle, type TaskState, type WaitOptions } from '../results/task-result.js';
+import { READY_STATES, unwrapResult, type TaskState, type WaitOptions } from '../results/task-result.js';
 
 /** A sent task's handle (Celery's `AsyncResult`). */
 export class AsyncResult<T = unknown> {
@@ -51,7 +51,7 @@ export class EagerResult<T = unknown> {
   ) {}
 
   async get(): Promise<T> {
-    return settle({ taskId: this.id, status: this.state, result: this.result, traceback: null, dateDone: null }) as T;
+    return unwrapResult({ taskId: this.id, status: this.state, result: this.result, traceback: null, dateDone: null }) as T;
   }
 
   async status(): Promise<TaskState> {

@@ -144,7 +144,7 @@ export class WorkerActivity implements WorkerState {
     const { request, delivery } = envelope;
     try {
       await results.markAsRevoked(request.id, 'revoked', request);
-      if (delivery) acks.settle([delivery]);
+      if (delivery) acks.ack([delivery]);
       this.logger.log(`Discarding revoked task: ${request.name}[${request.id}]`);
       const events = this.batchEvents;
       if (events?.observed) {

@@ -114,7 +114,10 @@ export abstract class ResultBackend {
     return undefined;
   }
 
-  /** Called by the worker around a handler call, to learn which requests the handler marked. */
+  /**
+   * Called by the worker around a handler call, to learn which requests the handler marked.
+   * @internal the worker's bookkeeping, not part of the public API (left out of the typings)
+   */
   track(requests: readonly SimpleRequest[]): BatchMarks {
     const batch = new BatchMarks(requests);
     this.running.add(batch);
@@ -124,6 +127,7 @@ export abstract class ResultBackend {
   /**
    * Called by the worker after a handler resolved: stores SUCCESS for the requests it left
    * unmarked, with the values its return gave them, in one write.
+   * @internal
    */
   resolveUnmarked(batch: BatchMarks, requests: readonly SimpleRequest[], values: readonly unknown[]): Promise<void> {
     batch.resolvedBy(requests, values);
@@ -146,6 +150,7 @@ export abstract class ResultBackend {
     return write;
   }
 
+  /** @internal */
   untrack(batch: BatchMarks): void {
     this.running.delete(batch);
   }

@@ -1,4 +1,12 @@
-import { READY_STATES, ResultTimeoutError, settle, toTaskResult, type TaskMeta, type TaskState, type WaitOptions } from './task-result.js';
+import {
+  READY_STATES,
+  ResultTimeoutError,
+  unwrapResult,
+  toTaskResult,
+  type TaskMeta,
+  type TaskState,
+  type WaitOptions,
+} from './task-result.js';
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 
@@ -60,7 +68,7 @@ export class ResultWaiters {
           lastStatus = meta.status;
           if (!READY_STATES.has(meta.status) || !end()) return;
           try {
-            resolve(settle(toTaskResult(meta)) as T);
+            resolve(unwrapResult(toTaskResult(meta)) as T);
           } catch (error) {
             reject(error);
           }

@@ -155,7 +155,7 @@ export function pendingResult(taskId: string): TaskResult {
 }
 
 /** The value a finished task resolves to, or the error it rejects with. */
-export function settle(result: TaskResult): unknown {
+export function unwrapResult(result: TaskResult): unknown {
   if (result.status === 'SUCCESS') return result.result;
   const info = isExceptionInfo(result.result)
     ? result.result

@@ -31,7 +31,7 @@ export class AckTracker {
     return count;
   }
 
-  settle(deliveryTags: readonly number[]): void {
+  ack(deliveryTags: readonly number[]): void {
     if (!this.channel.open) return; // the broker redelivers a dead channel's messages
     for (const tag of deliveryTags) {
       const index = this.indexOf(tag);
@@ -103,11 +103,11 @@ export class AckTrackers {
     tracker.received(delivery.deliveryTag);
   }
 
-  settle(deliveries: readonly Delivery[]): void {
+  ack(deliveries: readonly Delivery[]): void {
     if (deliveries.length === 0) return;
     const first = deliveries[0].channel;
     if (deliveries.every((delivery) => delivery.channel === first)) {
-      this.trackers.get(first)?.settle(deliveries.map((delivery) => delivery.deliveryTag));
+      this.trackers.get(first)?.ack(deliveries.map((delivery) => delivery.deliveryTag));
       return;
     }
     const byChannel = new Map<DeliveryChannel, number[]>();
@@ -116,6 +116,6 @@ export class AckTrackers {
       byChannel.set(delivery.channel, tags);
       tags.push(delivery.deliveryTag);
     }
-    for (const [channel, tags] of byChannel) this.trackers.get(channel)?.settle(tags);
+    for (const [channel, tags] of byChannel) this.trackers.get(channel)?.ack(tags);
   }
 }

@@ -10,16 +10,16 @@ import { exceptionInfo, type ExceptionInfo } from '../results/task-result.js';
 import type { SimpleRequest } from '../simple-request.js';
 import type { AckTrackers } from './ack-tracker.js';
 import type { Envelope } from './envelope.js';
-import type { Redelivery } from './redelivery.js';
+import type { Republisher } from './republisher.js';
 
-/** What a runner settles requests with. Eager runs have no redelivery, activity or workflows. */
+/** What a runner settles requests with. Eager runs have no republisher, activity or workflows. */
 export interface RunnerDeps {
   results: ResultBackend;
   acks: AckTrackers;
   logger: Logger;
   events: BatchEvents;
   /** Publishes retries and dead letters. */
-  redelivery?: Redelivery;
+  republisher?: Republisher;
   /** What remote control reports and revokes. */
   activity?: WorkerActivity;
   /** Chains, callbacks, errbacks and chords after each request's outcome. */
@@ -39,7 +39,7 @@ export class BatchRunner {
   private readonly acks: AckTrackers;
   private readonly logger: Logger;
   private readonly events: BatchEvents;
-  private readonly redelivery?: Redelivery;
+  private readonly republisher?: Republisher;
   private readonly activity?: WorkerActivity;
   private readonly workflows?: WorkflowSteps;
   private readonly tracing?: BatchesTracing;
@@ -53,7 +53,7 @@ export class BatchRunner {
       acks: this.acks,
       logger: this.logger,
       events: this.events,
-      redelivery: this.redelivery,
+      republisher: this.republisher,
       activity: this.activity,
       workflows: this.workflows,
       tracing: this.tracing,
@@ -86,7 +86,7 @@ export class BatchRunner {
         outcome = { ok: false, error };
       }
       const durationMs = Date.now() - started;
-      await this.settle(live, requests, marks, outcome, durationMs);
+      await this.conclude(live, requests, marks, outcome, durationMs);
       if (this.events.observed) {
         const at = Date.now();
         const size = live.length;
@@ -103,7 +103,7 @@ export class BatchRunner {
     }
   }
 
-  private async settle(
+  private async conclude(
     batch: readonly Envelope[],
     requests: readonly SimpleRequest[],
     marks: BatchMarks,
@@ -150,7 +150,7 @@ export class BatchRunner {
     const toAck: Delivery[] = [];
     for (const envelope of done) if (envelope.delivery) toAck.push(envelope.delivery);
     for (const delivery of redelivered) if (delivery) toAck.push(delivery);
-    this.acks.settle(toAck);
+    this.acks.ack(toAck);
   }
 
   /**
@@ -161,10 +161,10 @@ export class BatchRunner {
     const { request, message, delivery, queue } = envelope;
     const { maxRetries, retryDelay } = this.handler.options;
     const retry = message.retries < maxRetries;
-    if (this.redelivery && delivery) {
+    if (this.republisher && delivery) {
       try {
-        if (retry) await this.redelivery.retry(message, queue, retryDelay);
-        else await this.redelivery.deadLetter(delivery, queue, exhausted(maxRetries, error));
+        if (retry) await this.republisher.retry(message, queue, retryDelay);
+        else await this.republisher.deadLetter(delivery, queue, exhausted(maxRetries, error));
       } catch (publishError) {
         this.logger.error(
           `Could not ${retry ? 'retry' : 'dead-letter'} task ${request.id}; it stays unacked for redelivery: ${describe(publishError)}`,

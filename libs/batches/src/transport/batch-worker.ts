@@ -14,8 +14,8 @@ import { AckTrackers } from './ack-tracker.js';
 import { BatchPipeline } from './batch-pipeline.js';
 import { BatchRunner } from './batch-runner.js';
 import { envelopeFor } from './envelope.js';
-import { QueueWorker } from './queue-worker.js';
-import { Redelivery } from './redelivery.js';
+import { QueueDispatcher } from './queue-dispatcher.js';
+import { Republisher } from './republisher.js';
 
 /** Unknown task names for `apply()`/eager mode. */
 export class UnknownTaskError extends Error {
@@ -23,14 +23,14 @@ export class UnknownTaskError extends Error {
 }
 
 /**
- * Owns the running worker: one QueueWorker per queue, one pipeline per handler. Started by
+ * Owns the running worker: one QueueDispatcher per queue, one pipeline per handler. Started by
  * `BatchesServer.listen()`, drained by `close()` or on application shutdown, whichever comes first.
  */
 @Injectable()
 export class BatchWorker implements OnModuleDestroy {
   private readonly logger = new Logger('BatchesServer');
   private readonly acks = new AckTrackers();
-  private queues: QueueWorker[] = [];
+  private queues: QueueDispatcher[] = [];
   private pipelines: BatchPipeline[] = [];
   private connecting?: Promise<void>;
   private stopping?: Promise<void>;
@@ -58,7 +58,7 @@ export class BatchWorker implements OnModuleDestroy {
   }
 
   private prepare(): void {
-    const redelivery = new Redelivery(this.broker, this.options.messageFormat);
+    const republisher = new Republisher(this.broker, this.options.messageFormat);
     const workflows = new WorkflowSteps(this.canvas, this.results, this.logger);
     const byQueue = new Map<string, Map<string, BatchPipeline>>();
     for (const handler of this.handlers.all()) {
@@ -68,7 +68,7 @@ export class BatchWorker implements OnModuleDestroy {
         acks: this.acks,
         logger: this.logger,
         events: this.events,
-        redelivery,
+        republisher,
         activity: this.activity,
         workflows,
         tracing: this.options.tracing,
@@ -79,7 +79,7 @@ export class BatchWorker implements OnModuleDestroy {
       broker: this.broker,
       results: this.results,
       acks: this.acks,
-      redelivery,
+      republisher,
       logger: this.logger,
       events: this.events,
       activity: this.activity,
@@ -91,7 +91,7 @@ export class BatchWorker implements OnModuleDestroy {
         queue,
         [...tasks.values()].map((pipeline) => pipeline.handler.options),
       );
-      this.queues.push(new QueueWorker(queue, prefetch, tasks, deps));
+      this.queues.push(new QueueDispatcher(queue, prefetch, tasks, deps));
       this.pipelines.push(...tasks.values());
     }
   }

@@ -4,10 +4,10 @@ import { describe, it } from 'node:test';
 import { MemoryBroker } from '../../libs/batches/src/broker/memory.broker.js';
 import { decodeTaskMessage, encodeTaskMessage } from '../../libs/batches/src/protocol/celery-message.js';
 import { AckTrackers } from '../../libs/batches/src/transport/ack-tracker.js';
-import { Redelivery } from '../../libs/batches/src/transport/redelivery.js';
+import { Republisher } from '../../libs/batches/src/transport/republisher.js';
 import { Deliveries } from './support/fakes.js';
 
-describe('Redelivery: what a retry and a dead letter publish', () => {
+describe('Republisher: what a retry and a dead letter publish', () => {
   it('re-publishes a retry on its queue with retries + 1, due after retryDelay · 2^retries', async () => {
     const broker = new MemoryBroker();
     await broker.declareQueue('unit');
@@ -15,7 +15,7 @@ describe('Redelivery: what a retry and a dead letter publish', () => {
     const message = decodeTaskMessage(encoded.body, encoded.properties, Number.MAX_SAFE_INTEGER);
 
     const before = Date.now();
-    await new Redelivery(broker).retry(message, 'unit', 100);
+    await new Republisher(broker).retry(message, 'unit', 100);
     const [published] = broker.drain('unit');
     const retried = decodeTaskMessage(published.body, published.properties, Number.MAX_SAFE_INTEGER);
 
@@ -34,7 +34,7 @@ describe('Redelivery: what a retry and a dead letter publish', () => {
     const delivery = envelope.delivery;
     assert.ok(delivery);
 
-    await new Redelivery(broker).deadLetter(delivery, 'unit', '3 retries exhausted: Error: boom');
+    await new Republisher(broker).deadLetter(delivery, 'unit', '3 retries exhausted: Error: boom');
     const [dead] = broker.drain('unit.dead');
 
     assert.deepEqual(dead.body, delivery.body);

@@ -8,7 +8,7 @@ export function deadLetterQueue(queue: string): string {
 }
 
 /** Publishes what must come back later (retries) or never (dead letters); the caller acks after. */
-export class Redelivery {
+export class Republisher {
   constructor(
     private readonly broker: Broker,
     /** How retries write their headers (the module's `messageFormat`). */

@@ -10,13 +10,13 @@ import type { AckTrackers } from './ack-tracker.js';
 import type { BatchPipeline } from './batch-pipeline.js';
 import { DueTimer } from './due-timer.js';
 import { envelopeFor, type Envelope } from './envelope.js';
-import { deadLetterQueue, type Redelivery } from './redelivery.js';
+import { deadLetterQueue, type Republisher } from './republisher.js';
 
-export interface QueueWorkerDeps {
+export interface QueueDispatcherDeps {
   broker: Broker;
   results: ResultBackend;
   acks: AckTrackers;
-  redelivery: Redelivery;
+  republisher: Republisher;
   logger: Logger;
   events: BatchEvents;
   /** What remote control reports and revokes; absent in eager runs. */
@@ -29,7 +29,7 @@ export interface QueueWorkerDeps {
  * Consumes one queue on its own channel: decodes each message, routes it to its task's pipeline,
  * holds requests whose ETA is in the future, and dead-letters what cannot run.
  */
-export class QueueWorker {
+export class QueueDispatcher {
   private consumer?: QueueConsumer;
   private readonly held = new Set<DueTimer>();
   private prefetchUpdate = false;
@@ -39,7 +39,7 @@ export class QueueWorker {
     readonly queue: string,
     private readonly prefetch: number,
     private readonly pipelines: ReadonlyMap<string, BatchPipeline>,
-    private readonly deps: QueueWorkerDeps,
+    private readonly deps: QueueDispatcherDeps,
   ) {}
 
   /** Task names handled on this queue. */
@@ -140,7 +140,7 @@ export class QueueWorker {
     this.deps.results
       .markAsRevoked(message.id, reason)
       .then(() => {
-        this.deps.acks.settle([delivery]);
+        this.deps.acks.ack([delivery]);
         const { events } = this.deps;
         if (events.observed)
           events.emit({ type: 'request.expired', task: message.task, queue: this.queue, at: Date.now(), request, reason });
@@ -186,10 +186,10 @@ export class QueueWorker {
 
   /** Publishes the message to `<queue>.dead`, then acks it; it stays unacked (redelivered) if the publish fails. */
   private deadLetter(delivery: Delivery, reason: string, id: string | null, task: string | null): void {
-    this.deps.redelivery
+    this.deps.republisher
       .deadLetter(delivery, this.queue, reason)
       .then(() => {
-        this.deps.acks.settle([delivery]);
+        this.deps.acks.ack([delivery]);
         const { events } = this.deps;
         if (events.observed) {
           events.emit({ type: 'request.deadLettered', task: task ?? '', queue: this.queue, at: Date.now(), id, request: null, reason });
