@@ -214,6 +214,27 @@ describe('Prometheus metrics on RabbitMQ', () => {
     assert.doesNotMatch(await registry.metrics(), /nestjs_batches_/);
   });
 
+  it('counts requests held for their ETA, by queue, until they are due', async () => {
+    const queue = suite.queue('metrics-held');
+    const TASK = 'metrics.held';
+    const { app, url } = await startHybrid(
+      { broker: AMQP_URL, defaultQueue: queue, waitForBroker: true, metrics: { registry } },
+      registry,
+      [recorder(TASK, { flushEvery: 5, flushInterval: 100 })],
+    );
+    running.push(app);
+    const client = app.get(BatchClient);
+    for (let i = 0; i < 3; i++) await client.applyAsync(TASK, { args: [i], countdown: 60_000 });
+    await client.applyAsync(TASK, { args: ['soon'], countdown: 300 });
+    await expectMetrics(url, { [m('requests_held', { queue })]: 4 });
+    await expectMetrics(url, {
+      [m('requests_held', { queue })]: 3,
+      [m('requests_total', { task: TASK, outcome: 'succeeded' })]: 1,
+    });
+    await app.close();
+    running.pop();
+  });
+
   it('registers again on the same registry once the first app has closed, counting from zero', async () => {
     const queue = suite.queue('metrics-again');
     const TASK = 'metrics.again';

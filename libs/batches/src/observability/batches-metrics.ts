@@ -4,6 +4,7 @@ import { Subscription } from 'rxjs';
 import { BATCHES_OPTIONS } from '../batches.constants.js';
 import { BatchesConfigError, type ResolvedModuleOptions } from '../batches.options.js';
 import { WorkerActivity } from '../control/worker-activity.js';
+import { BatchWorker } from '../transport/batch-worker.js';
 import { BatchEvents, type BatchEvent } from '../events/batch-events.js';
 import { optionalPeer } from '../optional-peer.js';
 import type { SimpleRequest } from '../simple-request.js';
@@ -27,6 +28,7 @@ interface Instruments {
   received: Counter<'task'>;
   buffered: Gauge<'task'>;
   inFlight: Gauge<'task'>;
+  held: Gauge<'queue'>;
   acks: Counter<'queue'>;
   deadLetters: Counter<'queue'>;
   broker: Gauge<'status'>;
@@ -52,6 +54,7 @@ export class BatchesMetrics implements OnModuleInit, OnApplicationShutdown {
     private readonly events: BatchEvents,
     private readonly activity: WorkerActivity,
     private readonly server: BatchesServer,
+    private readonly worker: BatchWorker,
   ) {
     this.options = moduleOptions.metrics;
     // At construction, so a missing prom-client stops startup before anything connects.
@@ -127,6 +130,16 @@ export class BatchesMetrics implements OnModuleInit, OnApplicationShutdown {
           activity.active().map(({ request }) => request),
         ),
     });
+    const worker = this.worker;
+    const held: Gauge<'queue'> = new prom.Gauge({
+      name: `${prefix}requests_held`,
+      help: 'Requests held unacked until their ETA (countdown, eta, retry backoff), by queue.',
+      labelNames: ['queue'],
+      registers,
+      collect: () => {
+        for (const { queue, count } of worker.held()) held.set({ queue }, count);
+      },
+    });
     return {
       batches: new prom.Counter({
         name: `${prefix}batches_total`,
@@ -162,6 +175,7 @@ export class BatchesMetrics implements OnModuleInit, OnApplicationShutdown {
       }),
       buffered,
       inFlight,
+      held,
       acks: new prom.Counter({
         name: `${prefix}acks_total`,
         help: 'Messages acked once their request was settled (succeeded, failed, retried, revoked, expired or dead-lettered).',

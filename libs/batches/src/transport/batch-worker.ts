@@ -115,6 +115,11 @@ export class BatchWorker implements OnModuleDestroy {
     }
   }
 
+  /** Requests held for their ETA, by queue. */
+  held(): Array<{ queue: string; count: number }> {
+    return this.queues.map((queue) => ({ queue: queue.queue, count: queue.heldCount }));
+  }
+
   /** True once closing has begun. */
   get stopped(): boolean {
     return this.stopping !== undefined;

@@ -42,6 +42,11 @@ export class QueueDispatcher {
     private readonly deps: QueueDispatcherDeps,
   ) {}
 
+  /** Requests held for their ETA (unacked, not yet buffered). */
+  get heldCount(): number {
+    return this.held.size;
+  }
+
   /** Task names handled on this queue. */
   get tasks(): string[] {
     return [...this.pipelines.keys()];
