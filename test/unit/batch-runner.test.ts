@@ -7,6 +7,7 @@ import { MemoryResultBackend } from '../../libs/batches/src/results/memory.resul
 import type { TaskMeta } from '../../libs/batches/src/results/task-result.js';
 import type { SimpleRequest } from '../../libs/batches/src/simple-request.js';
 import { AckTrackers } from '../../libs/batches/src/transport/ack-tracker.js';
+import { RunningBatches } from '../../libs/batches/src/transport/batch-marks.js';
 import { BatchRunner } from '../../libs/batches/src/transport/batch-runner.js';
 import { Deliveries, FakeChannel, FakeRepublisher, handlerFor, RecordingLogger } from './support/fakes.js';
 
@@ -44,7 +45,14 @@ describe('BatchRunner: how a batch is settled', () => {
 
   function runnerFor(fn: (requests: SimpleRequest[]) => unknown, options: BatchHandlerOptions = {}) {
     const handler = handlerFor('unit.task', { maxRetries: 3, retryDelay: 10, ...options }, fn);
-    const runner = new BatchRunner(handler, { results, acks, logger, events: new BatchEvents(), republisher: republisher.asRepublisher() });
+    const runner = new BatchRunner(handler, {
+      results,
+      batches: new RunningBatches(results),
+      acks,
+      logger,
+      events: new BatchEvents(),
+      republisher: republisher.asRepublisher(),
+    });
     return { handler, runner };
   }
 

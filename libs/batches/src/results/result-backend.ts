@@ -2,40 +2,23 @@ import { childTuple } from '../canvas/signature.js';
 import type { SimpleRequest } from '../simple-request.js';
 import { exceptionInfo, type TaskMeta, type TaskResult, type TaskState, type WaitOptions } from './task-result.js';
 
-/** What was recorded for one request while its batch ran. */
+/** What the handler recorded for one request of a running batch. */
 export interface RecordedMark {
   status: TaskState;
   result: unknown;
 }
 
-/** The marks made for one batch's requests while its handler runs; the worker settles the rest. */
-export class BatchMarks {
-  /** Marks made one by one: by the handler, or by the worker for retries and failures. */
-  readonly marks = new Map<string, RecordedMark>();
-  readonly writes: Promise<void>[] = [];
-  private byId?: Map<string, SimpleRequest>;
-  private resolved?: { requests: readonly SimpleRequest[]; values: readonly unknown[] };
+/** A batch whose handler is running, as the worker shows it to the result backend. */
+export interface MarkedBatch {
+  /** The batch's request with this id. */
+  request(id: string): SimpleRequest | undefined;
+  /** The handler marked request `id`; `write` is its store. */
+  record(id: string, mark: RecordedMark, write: Promise<void>): void;
+}
 
-  constructor(readonly requests: readonly SimpleRequest[]) {}
-
-  /** Built on the first mark only: most batches are resolved by their return value. */
-  request(id: string): SimpleRequest | undefined {
-    this.byId ??= new Map(this.requests.map((request) => [request.id, request]));
-    return this.byId.get(id);
-  }
-
-  /** A request's final state: its mark, else the value the handler's return resolved it with. */
-  stateOf(id: string): RecordedMark | undefined {
-    const mark = this.marks.get(id);
-    if (mark || !this.resolved) return mark;
-    const index = this.resolved.requests.findIndex((request) => request.id === id);
-    return index < 0 ? undefined : { status: 'SUCCESS', result: this.resolved.values[index] };
-  }
-
-  /** Records which requests the return resolved, looked up only by `stateOf`: no mark per request. */
-  resolvedBy(requests: readonly SimpleRequest[], values: readonly unknown[]): void {
-    this.resolved = { requests, values };
-  }
+/** How the worker learns of the marks its handlers make (see transport/batch-marks.ts). */
+export interface MarkObserver {
+  batchOf(id: string): MarkedBatch | undefined;
 }
 
 /** One finished header task of a chord, as the result backend counts it. */
@@ -54,8 +37,8 @@ export interface ChordPart {
  * requests left unmarked are resolved by the worker (see the README, "Results").
  */
 export abstract class ResultBackend {
-  /** Batches whose handler is running: few at a time (a handler's concurrency), so marks search them. */
-  private readonly running = new Set<BatchMarks>();
+  /** @internal set by the worker, which keeps its own bookkeeping in the transport. */
+  markObserver?: MarkObserver;
 
   /** Stores `result` as the request's SUCCESS value. */
   markAsDone(id: string, result: unknown, request?: SimpleRequest): Promise<void> {
@@ -114,54 +97,13 @@ export abstract class ResultBackend {
     return undefined;
   }
 
-  /**
-   * Called by the worker around a handler call, to learn which requests the handler marked.
-   * @internal the worker's bookkeeping, not part of the public API (left out of the typings)
-   */
-  track(requests: readonly SimpleRequest[]): BatchMarks {
-    const batch = new BatchMarks(requests);
-    this.running.add(batch);
-    return batch;
-  }
-
-  /**
-   * Called by the worker after a handler resolved: stores SUCCESS for the requests it left
-   * unmarked, with the values its return gave them, in one write.
-   * @internal
-   */
-  resolveUnmarked(batch: BatchMarks, requests: readonly SimpleRequest[], values: readonly unknown[]): Promise<void> {
-    batch.resolvedBy(requests, values);
-    const dateDone = celeryTimestamp();
-    const metas: TaskMeta[] = [];
-    for (let index = 0; index < requests.length; index++) {
-      const request = requests[index];
-      if (request.ignoreResult) continue;
-      metas.push({
-        status: 'SUCCESS',
-        result: values[index],
-        traceback: null,
-        children: childrenOf(request),
-        date_done: dateDone,
-        task_id: request.id,
-      });
-    }
-    const write = metas.length > 0 ? this.storeMany(metas) : Promise.resolve();
-    batch.writes.push(write);
-    return write;
-  }
-
-  /** @internal */
-  untrack(batch: BatchMarks): void {
-    this.running.delete(batch);
-  }
-
-  private batchOf(id: string): BatchMarks | undefined {
-    for (const batch of this.running) if (batch.request(id)) return batch;
-    return undefined;
+  /** @internal the worker stores the results a batch's return resolved, in one write. */
+  storeResolved(metas: TaskMeta[]): Promise<void> {
+    return this.storeMany(metas);
   }
 
   private mark(id: string, status: TaskState, result: unknown, traceback: string | null, request?: SimpleRequest): Promise<void> {
-    const batch = this.batchOf(id);
+    const batch = this.markObserver?.batchOf(id);
     const known = request ?? batch?.request(id);
     const write =
       known?.ignoreResult === true
@@ -174,19 +116,16 @@ export abstract class ResultBackend {
             date_done: status === 'RETRY' ? null : celeryTimestamp(),
             task_id: id,
           });
-    if (batch) {
-      batch.marks.set(id, { status, result });
-      batch.writes.push(write);
-    }
+    batch?.record(id, { status, result }, write);
     return write;
   }
 }
 
 /** Most requests send no tasks of their own; one shared, never-mutated empty list. */
-const NO_CHILDREN: unknown[] = Object.freeze([]) as unknown as unknown[];
+export const NO_CHILDREN: unknown[] = Object.freeze([]) as unknown as unknown[];
 
 /** What a request's success sends (its callbacks and the next task of its chain), as Celery stores `children`. */
-function childrenOf(request: SimpleRequest): unknown[] {
+export function childrenOf(request: SimpleRequest): unknown[] {
   if (request.callbacks.length === 0 && request.chain.length === 0) return NO_CHILDREN;
   const next = request.chain.length > 0 ? [request.chain[request.chain.length - 1]] : [];
   return [...request.callbacks, ...next].map(childTuple);

@@ -5,16 +5,19 @@ import type { WorkerActivity } from '../control/worker-activity.js';
 import type { BatchEvents, FlushReason } from '../events/batch-events.js';
 import type { RegisteredHandler } from '../handler.explorer.js';
 import type { BatchesTracing } from '../observability/batches-tracing.js';
-import type { BatchMarks, ResultBackend } from '../results/result-backend.js';
+import type { ResultBackend } from '../results/result-backend.js';
 import { exceptionInfo, type ExceptionInfo } from '../results/task-result.js';
 import type { SimpleRequest } from '../simple-request.js';
 import type { AckTrackers } from './ack-tracker.js';
+import type { BatchMarks, RunningBatches } from './batch-marks.js';
 import type { Envelope } from './envelope.js';
 import type { Republisher } from './republisher.js';
 
 /** What a runner settles requests with. Eager runs have no republisher, activity or workflows. */
 export interface RunnerDeps {
   results: ResultBackend;
+  /** Which batches are running, so marks made through the ResultBackend find their batch. */
+  batches: RunningBatches;
   acks: AckTrackers;
   logger: Logger;
   events: BatchEvents;
@@ -36,6 +39,7 @@ type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
  */
 export class BatchRunner {
   private readonly results: ResultBackend;
+  private readonly batches: RunningBatches;
   private readonly acks: AckTrackers;
   private readonly logger: Logger;
   private readonly events: BatchEvents;
@@ -50,6 +54,7 @@ export class BatchRunner {
   ) {
     ({
       results: this.results,
+      batches: this.batches,
       acks: this.acks,
       logger: this.logger,
       events: this.events,
@@ -68,7 +73,7 @@ export class BatchRunner {
     const live = batch.every(isLive) ? batch : batch.filter(isLive);
     if (live.length === 0) return undefined;
     const requests = live.map((envelope) => envelope.request);
-    const marks = this.results.track(requests);
+    const marks = this.batches.track(requests);
     const running = this.activity?.started(requests);
     const { task } = this.handler;
     const queue = live[0].queue;
@@ -98,7 +103,7 @@ export class BatchRunner {
       }
       return marks;
     } finally {
-      this.results.untrack(marks);
+      this.batches.untrack(marks);
       running?.finished();
     }
   }
@@ -132,7 +137,7 @@ export class BatchRunner {
       }
     });
     // Beyond celery-batches: an unmarked request takes its returned value, or null, never PENDING forever.
-    if (unmarked.length > 0) void this.results.resolveUnmarked(marks, unmarked, values);
+    if (unmarked.length > 0) void marks.resolve(this.results, unmarked, values);
     if (!outcome.ok) this.logFailure(again.length, outcome.error);
     const writeFailure = await Promise.all(marks.writes).then(
       () => undefined,

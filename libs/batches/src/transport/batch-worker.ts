@@ -10,6 +10,7 @@ import { BatchEvents } from '../events/batch-events.js';
 import { HandlerExplorer, type RegisteredHandler } from '../handler.explorer.js';
 import type { TaskArgs, TaskKwargs } from '../simple-request.js';
 import { ResultBackend, type RecordedMark } from '../results/result-backend.js';
+import { RunningBatches } from './batch-marks.js';
 import { AckTrackers } from './ack-tracker.js';
 import { BatchPipeline } from './batch-pipeline.js';
 import { BatchRunner } from './batch-runner.js';
@@ -30,6 +31,7 @@ export class UnknownTaskError extends Error {
 export class BatchWorker implements OnModuleDestroy {
   private readonly logger = new Logger('BatchesServer');
   private readonly acks = new AckTrackers();
+  private readonly batches: RunningBatches;
   private queues: QueueDispatcher[] = [];
   private pipelines: BatchPipeline[] = [];
   private connecting?: Promise<void>;
@@ -43,7 +45,9 @@ export class BatchWorker implements OnModuleDestroy {
     private readonly events: BatchEvents,
     private readonly activity: WorkerActivity,
     private readonly canvas: CanvasSender,
-  ) {}
+  ) {
+    this.batches = new RunningBatches(results);
+  }
 
   /**
    * Consumes every queue: resolves once all of them are consumed, or rejects with what stopped the
@@ -65,6 +69,7 @@ export class BatchWorker implements OnModuleDestroy {
       const tasks = byQueue.get(handler.options.queue) ?? new Map<string, BatchPipeline>();
       const runner = new BatchRunner(handler, {
         results: this.results,
+        batches: this.batches,
         acks: this.acks,
         logger: this.logger,
         events: this.events,
@@ -181,6 +186,7 @@ export class BatchWorker implements OnModuleDestroy {
     };
     const runner = new BatchRunner(handler, {
       results: this.results,
+      batches: this.batches,
       acks: this.acks,
       logger: this.logger,
       events: this.events,
