@@ -57,7 +57,9 @@ export function decodeTaskMessage(body: Buffer, properties: MessageProperties, m
   try {
     payload = parseBody(body.toString('utf8'));
   } catch (error) {
-    throw new InvalidMessageError(`body is not valid JSON (${(error as Error).message})`);
+    // V8's message quotes the body around the error: keep only where it is, never the bytes.
+    const position = /position (\d+)/.exec((error as Error).message)?.[1];
+    throw new InvalidMessageError(position ? `body is not valid JSON (at character ${position})` : 'body is not valid JSON');
   }
   const headers = properties.headers ?? {};
   // An absent header and a null one mean the same (Celery reads headers with `.get()`).

@@ -10,7 +10,7 @@ import type { AckTrackers } from './ack-tracker.js';
 import type { BatchPipeline } from './batch-pipeline.js';
 import { DueTimer } from './due-timer.js';
 import { envelopeFor, type Envelope } from './envelope.js';
-import { deadLetterQueue, type Republisher } from './republisher.js';
+import { deadLetterQueue, printable, type Republisher } from './republisher.js';
 
 export interface QueueDispatcherDeps {
   broker: Broker;
@@ -172,7 +172,7 @@ export class QueueDispatcher {
   private failAndDeadLetter(delivery: Delivery, id: string, error: Error, reason: string, task: string | null): void {
     const dead = deadLetterQueue(this.queue);
     this.deps.logger.warn(
-      `Task ${id} on queue '${this.queue}' cannot run, so it is stored as FAILURE ${error.name} and dead-lettered to '${dead}': ${reason}`,
+      `Task ${printable(id)} on queue '${this.queue}' cannot run, so it is stored as FAILURE ${error.name} and dead-lettered to '${dead}': ${printable(reason)}`,
     );
     this.deps.results.markAsFailure(id, error).then(
       () => this.deadLetter(delivery, reason, id, task),
@@ -185,7 +185,7 @@ export class QueueDispatcher {
 
   /** Bad input never stops the worker: one log line, then the message moves to `<queue>.dead`. */
   private reject(delivery: Delivery, reason: string): void {
-    this.deps.logger.warn(`Dead-lettered a message from '${this.queue}' to '${deadLetterQueue(this.queue)}': ${reason}`);
+    this.deps.logger.warn(`Dead-lettered a message from '${this.queue}' to '${deadLetterQueue(this.queue)}': ${printable(reason)}`);
     this.deadLetter(delivery, reason, null, null);
   }
 

@@ -7,6 +7,15 @@ export function deadLetterQueue(queue: string): string {
   return `${queue}${DEAD_LETTER_SUFFIX}`;
 }
 
+/** The longest dead-letter reason kept; reasons can quote producer-chosen names. */
+const MAX_REASON_LENGTH = 300;
+
+/** A reason as a header or a log line may carry it: printable ASCII, bounded length. */
+export function printable(reason: string): string {
+  const text = reason.replace(/[^\x20-\x7e]/g, '?');
+  return text.length > MAX_REASON_LENGTH ? `${text.slice(0, MAX_REASON_LENGTH - 3)}...` : text;
+}
+
 /** Publishes what must come back later (retries) or never (dead letters); the caller acks after. */
 export class Republisher {
   constructor(
@@ -32,7 +41,7 @@ export class Republisher {
         ...delivery.properties,
         headers: {
           ...delivery.properties.headers,
-          'x-dead-letter-reason': reason,
+          'x-dead-letter-reason': printable(reason),
           'x-original-queue': queue,
           'x-original-routing-key': delivery.routingKey,
           'x-dead-lettered-at': new Date().toISOString(),
