@@ -1,7 +1,7 @@
 import type { Logger } from '@nestjs/common';
 import { ChordError } from '../results/chord-error.js';
+import { exceptionRepr } from '../results/python-repr.js';
 import type { ResultBackend } from '../results/result-backend.js';
-import type { ExceptionInfo } from '../results/task-result.js';
 import type { SimpleRequest } from '../simple-request.js';
 import type { CanvasSender } from './canvas-sender.js';
 import { signaturesOf } from './signature.js';
@@ -68,18 +68,10 @@ export class WorkflowSteps {
     }
     // Celery's chord_error_from_stack: the body fails with ChordError and its errbacks get its id.
     const bodyId = typeof body.options.task_id === 'string' ? body.options.task_id : null;
-    const error = new ChordError(`Dependency ${failed.taskId} raised ${pythonRepr(failed.result)}`);
+    const error = new ChordError(`Dependency ${failed.taskId} raised ${exceptionRepr(failed.result)}`);
     this.logger.warn(`Chord ${groupId}: ${error.message}; its body ${body.task} fails`);
     if (bodyId) await this.results.markAsFailure(bodyId, error);
     const errbacks = signaturesOf(body.options.link_error);
     if (errbacks.length > 0 && bodyId) await this.sender.sendGroup(errbacks, [bodyId], context);
   }
-}
-
-/** An exception as Python's repr shows it: `ValueError('boom')`. */
-function pythonRepr(result: unknown): string {
-  const info = result as Partial<ExceptionInfo> | null;
-  if (!info || typeof info.exc_type !== 'string') return JSON.stringify(result);
-  const args = Array.isArray(info.exc_message) ? info.exc_message : [info.exc_message];
-  return `${info.exc_type}(${args.map((arg) => (typeof arg === 'string' ? `'${arg.replace(/'/g, "\\'")}'` : JSON.stringify(arg))).join(', ')})`;
 }

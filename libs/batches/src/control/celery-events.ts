@@ -10,7 +10,7 @@ import { AmqpBroker } from '../broker/amqp.broker.js';
 import type { Broker } from '../broker/broker.interface.js';
 import { BatchEvents, type BatchEvent } from '../events/batch-events.js';
 import type { SimpleRequest } from '../simple-request.js';
-import { exceptionRepr, pythonRepr, safeRepr, tracebackText } from './python-repr.js';
+import { exceptionRepr, pythonRepr, safeRepr, tracebackText } from '../results/python-repr.js';
 import { WorkerActivity } from './worker-activity.js';
 
 /** Celery's event exchange (`celery.events.event.event_exchange`): a durable topic exchange. */

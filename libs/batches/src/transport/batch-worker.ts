@@ -13,7 +13,7 @@ import { ResultBackend, type RecordedMark } from '../results/result-backend.js';
 import { RunningBatches } from './batch-marks.js';
 import { AckTrackers } from './ack-tracker.js';
 import { BatchPipeline } from './batch-pipeline.js';
-import { BatchRunner } from './batch-runner.js';
+import { BatchRunner, type RunnerDeps } from './batch-runner.js';
 import { envelopeFor } from './envelope.js';
 import { QueueDispatcher } from './queue-dispatcher.js';
 import { Republisher } from './republisher.js';
@@ -67,17 +67,7 @@ export class BatchWorker implements OnModuleDestroy {
     const byQueue = new Map<string, Map<string, BatchPipeline>>();
     for (const handler of this.handlers.all()) {
       const tasks = byQueue.get(handler.options.queue) ?? new Map<string, BatchPipeline>();
-      const runner = new BatchRunner(handler, {
-        results: this.results,
-        batches: this.batches,
-        acks: this.acks,
-        logger: this.logger,
-        events: this.events,
-        republisher,
-        activity: this.activity,
-        workflows,
-        tracing: this.options.tracing,
-      });
+      const runner = new BatchRunner(handler, { ...this.runnerDeps(), republisher, activity: this.activity, workflows });
       byQueue.set(handler.options.queue, tasks.set(handler.task, new BatchPipeline(handler, runner, this.events, handler.options.queue)));
     }
     const deps = {
@@ -123,6 +113,12 @@ export class BatchWorker implements OnModuleDestroy {
   /** Requests held for their ETA, by queue. */
   held(): Array<{ queue: string; count: number }> {
     return this.queues.map((queue) => ({ queue: queue.queue, count: queue.heldCount }));
+  }
+
+  /** What every runner of this worker shares. */
+  private runnerDeps(): RunnerDeps {
+    const { results, batches, acks, logger, events } = this;
+    return { results, batches, acks, logger, events, tracing: this.options.tracing };
   }
 
   /** True once closing has begun. */
@@ -184,14 +180,8 @@ export class BatchWorker implements OnModuleDestroy {
       chord: null,
       headers: {},
     };
-    const runner = new BatchRunner(handler, {
-      results: this.results,
-      batches: this.batches,
-      acks: this.acks,
-      logger: this.logger,
-      events: this.events,
-      tracing: this.options.tracing,
-    });
+    // Eager runs have no broker: no republisher, remote-control activity or workflows.
+    const runner = new BatchRunner(handler, this.runnerDeps());
     const marks = await runner.run(
       [envelopeFor(message, handler.options.queue, this.options.hostname, handler.options.ignoreResult)],
       'count',

@@ -1,4 +1,4 @@
-import { exceptionInfo, isExceptionInfo } from '../results/task-result.js';
+import { exceptionInfo, isExceptionInfo } from './task-result.js';
 
 /** Celery's `resultrepr_maxsize` and kombu's `safe_repr` limit for event fields. */
 export const REPR_MAXSIZE = 1024;
