@@ -67,6 +67,8 @@ describe('module options: defaults', () => {
       maxRetries: 1,
       retryDelay: 5,
       ignoreResult: false,
+      flush: 'fixed',
+      coalesceMs: 0,
     });
   });
 
@@ -206,7 +208,37 @@ describe('derivePrefetch', () => {
     refuses(
       () => derivePrefetch('bulk', [handler({ flushEvery: 20_000, concurrency: 3 })]),
       /Queue 'bulk': its handlers need a prefetch of 80000, above RabbitMQ's limit of 65535/,
-      /Lower `flushEvery` or `concurrency`, or move a handler to its own `queue`/,
+      /Lower `flushEvery`, `concurrency` or `maxGroups`, or move a handler to its own `queue`/,
     );
+  });
+
+  it('gives a groupBy handler a filling buffer per key: flushEvery × (concurrency + maxGroups)', () => {
+    const groupBy = () => 'k';
+    assert.equal(derivePrefetch('q', [handler({ flushEvery: 100, concurrency: 2, groupBy, maxGroups: 40 })]), 100 * 42);
+    assert.equal(handlerOptions({ groupBy }).maxGroups, 32, 'maxGroups defaults to 32');
+  });
+});
+
+describe('flush policy options', () => {
+  it('takes adaptive with a coalescing window, and groupBy with maxGroups', () => {
+    const groupBy = () => 'k';
+    const resolved = handlerOptions({ flush: 'adaptive', coalesceMs: 5, groupBy, maxGroups: 4 });
+    assert.equal(resolved.flush, 'adaptive');
+    assert.equal(resolved.coalesceMs, 5);
+    assert.equal(resolved.groupBy, groupBy);
+    assert.equal(resolved.maxGroups, 4);
+  });
+
+  it('refuses what would be silently ignored or cannot work, naming the option and the fix', () => {
+    refuses(() => handlerOptions({ flush: 'eager' as never }), /`flush` must be 'fixed' or 'adaptive', got "eager"/);
+    refuses(
+      () => handlerOptions({ coalesceMs: 5 }),
+      /`coalesceMs` only applies to `flush: 'adaptive'`/,
+      /Set `flush: 'adaptive'` or remove `coalesceMs`/,
+    );
+    refuses(() => handlerOptions({ maxGroups: 5 }), /`maxGroups` only applies with `groupBy`/);
+    refuses(() => handlerOptions({ groupBy: 'tenant' as never }), /`groupBy` must be a function of the request/);
+    refuses(() => handlerOptions({ groupBy: () => 'k', maxGroups: 0 }), /`maxGroups` must be a positive integer/);
+    refuses(() => handlerOptions({ flushInterval: 2 ** 31 }), /`flushInterval` 2147483648 is longer than a timer can wait/);
   });
 });

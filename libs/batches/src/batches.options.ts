@@ -1,6 +1,8 @@
 import { isIP } from 'node:net';
 import type { QueueDeclaration, QueueExchangeType, QueueType } from './broker/broker.interface.js';
 import { taskRouter } from './canvas/task-routes.js';
+import type { SimpleRequest } from './simple-request.js';
+import { MAX_TIMER_MS } from './transport/due-timer.js';
 import { MESSAGE_FORMATS, type MessageFormat } from './protocol/celery-message.js';
 import { createTracing, type BatchesTracing, type TracingOption } from './observability/batches-tracing.js';
 import { resolveMetricsOptions, type BatchesMetricsOptions, type ResolvedMetricsOptions } from './observability/metrics-options.js';
@@ -152,7 +154,32 @@ export interface BatchHandlerOptions {
   retryDelay?: number;
   /** Store no results for this task's requests (Celery's `ignore_result`), e.g. for counters. */
   ignoreResult?: boolean;
+  /**
+   * `'fixed'` (default, celery-batches' policy): a batch leaves the buffer at `flushEvery` requests or
+   * when `flushInterval` ends. `'adaptive'`: while fewer than `concurrency` batches are running or
+   * waiting, a non-empty buffer is handed over at once (after `coalesceMs`); while the handler is
+   * busy, requests keep buffering up to `flushEvery`; `flushInterval` still bounds any request's wait.
+   */
+  flush?: FlushPolicy;
+  /**
+   * With `flush: 'adaptive'`: how long (ms) a buffer may gather a burst before an idle handler takes
+   * it. Default 0: what arrived in the same turn of the event loop.
+   */
+  coalesceMs?: number;
+  /**
+   * Buffers requests per key (a tenant, a table, a remote host): each key flushes on its own count
+   * and interval (or adaptively), and a batch never mixes keys. Must not throw; return a short string.
+   */
+  groupBy?: (request: SimpleRequest) => string;
+  /**
+   * With `groupBy`: keys buffered at once. When a new key would exceed it, the buffer whose oldest
+   * request waited longest is flushed to make room. Default 32.
+   */
+  maxGroups?: number;
 }
+
+/** See `BatchHandlerOptions.flush`. */
+export type FlushPolicy = 'fixed' | 'adaptive';
 
 export const BATCHES_DEFAULTS = {
   broker: 'memory://',
@@ -215,6 +242,11 @@ export interface ResolvedHandlerOptions {
   maxRetries: number;
   retryDelay: number;
   ignoreResult: boolean;
+  flush: FlushPolicy;
+  coalesceMs: number;
+  groupBy?: (request: SimpleRequest) => string;
+  /** Set only with `groupBy`. */
+  maxGroups?: number;
   /** The queue's declaration when the module's `queues` option names it (else Celery's). */
   declaration?: QueueDeclaration;
 }
@@ -227,6 +259,17 @@ export class BatchesConfigError extends Error {
 function positiveInteger(where: string, option: string, value: number, hint: string): number {
   if (!Number.isInteger(value) || value < 1) {
     throw new BatchesConfigError(`${where}: \`${option}\` must be a positive integer, got ${String(value)}. ${hint}`);
+  }
+  return value;
+}
+
+/** A `flushInterval`: a timer must hold it (Node fires longer ones at once). */
+function interval(where: string, value: number): number {
+  positiveInteger(where, 'flushInterval', value, 'It is in milliseconds.');
+  if (value > MAX_TIMER_MS) {
+    throw new BatchesConfigError(
+      `${where}: \`flushInterval\` ${value} is longer than a timer can wait (${MAX_TIMER_MS} ms, about 24.8 days). It is in milliseconds.`,
+    );
   }
   return value;
 }
@@ -281,12 +324,7 @@ export function resolveModuleOptions(options: BatchesModuleOptions = {}): Resolv
     }),
     resultExpires: positiveInteger(where, 'resultExpires', options.resultExpires ?? BATCHES_DEFAULTS.resultExpires, hint),
     flushEvery: positiveInteger(where, 'flushEvery', options.flushEvery ?? BATCHES_DEFAULTS.flushEvery, hint),
-    flushInterval: positiveInteger(
-      where,
-      'flushInterval',
-      options.flushInterval ?? BATCHES_DEFAULTS.flushInterval,
-      'It is in milliseconds.',
-    ),
+    flushInterval: interval(where, options.flushInterval ?? BATCHES_DEFAULTS.flushInterval),
     defaultQueue,
     route: taskRouter(options.taskRoutes ?? {}, defaultQueue),
     ...(options.queues !== undefined && { queues: resolveQueues(where, options.queues) }),
@@ -473,7 +511,7 @@ export function resolveHandlerOptions(task: string, options: BatchHandlerOptions
   );
   const resolved: ResolvedHandlerOptions = {
     flushEvery,
-    flushInterval: positiveInteger(where, 'flushInterval', options.flushInterval ?? defaults.flushInterval, 'It is in milliseconds.'),
+    flushInterval: interval(where, options.flushInterval ?? defaults.flushInterval),
     queue: queueName(where, 'queue', options.queue ?? defaults.defaultQueue),
     concurrency: positiveInteger(
       where,
@@ -489,7 +527,35 @@ export function resolveHandlerOptions(task: string, options: BatchHandlerOptions
     ),
     retryDelay: nonNegativeInteger(where, 'retryDelay', options.retryDelay ?? defaults.retryDelay, 'It is in milliseconds.'),
     ignoreResult: options.ignoreResult ?? false,
+    flush: flushPolicy(where, options.flush),
+    coalesceMs: nonNegativeInteger(
+      where,
+      'coalesceMs',
+      options.coalesceMs ?? 0,
+      'It is in milliseconds; 0 gathers what arrives in one turn of the event loop.',
+    ),
   };
+  if (options.coalesceMs !== undefined && resolved.flush !== 'adaptive') {
+    throw new BatchesConfigError(
+      `${where}: \`coalesceMs\` only applies to \`flush: 'adaptive'\`. Set \`flush: 'adaptive'\` or remove \`coalesceMs\`.`,
+    );
+  }
+  if (options.groupBy !== undefined) {
+    if (typeof options.groupBy !== 'function') {
+      throw new BatchesConfigError(
+        `${where}: \`groupBy\` must be a function of the request returning its key, e.g. \`(request) => request.kwargs.tenant\`.`,
+      );
+    }
+    resolved.groupBy = options.groupBy;
+    resolved.maxGroups = positiveInteger(
+      where,
+      'maxGroups',
+      options.maxGroups ?? DEFAULT_MAX_GROUPS,
+      'It bounds the keys buffered at once.',
+    );
+  } else if (options.maxGroups !== undefined) {
+    throw new BatchesConfigError(`${where}: \`maxGroups\` only applies with \`groupBy\`. Set \`groupBy\` or remove \`maxGroups\`.`);
+  }
   const declaration = defaults.queues?.[resolved.queue];
   if (declaration) resolved.declaration = declaration;
   if (options.prefetch !== undefined) {
@@ -505,6 +571,15 @@ export function resolveHandlerOptions(task: string, options: BatchHandlerOptions
   return resolved;
 }
 
+/** Keys a `groupBy` handler buffers at once unless `maxGroups` says otherwise. */
+export const DEFAULT_MAX_GROUPS = 32;
+
+function flushPolicy(where: string, value: unknown): FlushPolicy {
+  if (value === undefined) return 'fixed';
+  if (value === 'fixed' || value === 'adaptive') return value;
+  throw new BatchesConfigError(`${where}: \`flush\` must be 'fixed' or 'adaptive', got ${JSON.stringify(value)}.`);
+}
+
 /** RabbitMQ's prefetch count is a 16-bit field. */
 export const MAX_PREFETCH = 65_535;
 
@@ -512,18 +587,26 @@ export const MAX_PREFETCH = 65_535;
 export const MIN_DERIVED_PREFETCH = 1_000;
 
 /**
+ * A handler's share of its queue's window: its running batches plus one filling buffer per key it
+ * may hold (one without `groupBy`), so a key never waits for room another key's partial buffer took.
+ */
+function handlerWindow(handler: ResolvedHandlerOptions): number {
+  return handler.flushEvery * (handler.concurrency + (handler.maxGroups ?? 1));
+}
+
+/**
  * Unacked messages a queue's channel may hold: room for every handler's running batches plus the
  * next one filling, so handlers sharing a queue never starve each other.
  */
 export function derivePrefetch(queue: string, handlers: ResolvedHandlerOptions[]): number {
   const explicit = handlers.every((handler) => handler.prefetch !== undefined);
-  const needed = handlers.reduce((sum, handler) => sum + (handler.prefetch ?? handler.flushEvery * (handler.concurrency + 1)), 0);
+  const needed = handlers.reduce((sum, handler) => sum + (handler.prefetch ?? handlerWindow(handler)), 0);
   // A prefetch the user set is taken as given; a derived one never drops below the streaming window.
   const prefetch = explicit ? needed : Math.max(needed, MIN_DERIVED_PREFETCH);
   if (prefetch > MAX_PREFETCH) {
     throw new BatchesConfigError(
       `Queue '${queue}': its handlers need a prefetch of ${prefetch}, above RabbitMQ's limit of ${MAX_PREFETCH}. ` +
-        'Lower `flushEvery` or `concurrency`, or move a handler to its own `queue`.',
+        'Lower `flushEvery`, `concurrency` or `maxGroups`, or move a handler to its own `queue`.',
     );
   }
   return prefetch;

@@ -4,6 +4,7 @@ export {
   BatchesConfigError,
   type BatchesModuleOptions,
   type BatchHandlerOptions,
+  type FlushPolicy,
   type QueueOptions,
   type BatchesTlsOptions,
 } from './batches.options.js';

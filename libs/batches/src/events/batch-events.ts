@@ -2,8 +2,12 @@ import { Injectable } from '@nestjs/common';
 import { Subject, type Observable } from 'rxjs';
 import type { SimpleRequest } from '../simple-request.js';
 
-/** Why a batch left its buffer: it held `flushEvery` requests, `flushInterval` passed, or the worker is closing. */
-export type FlushReason = 'count' | 'interval' | 'shutdown';
+/**
+ * Why a batch left its buffer: it held `flushEvery` requests (`count`), its oldest request waited
+ * `flushInterval` (`interval`), the handler had room for it under `flush: 'adaptive'` (`idle`), a new
+ * `groupBy` key needed its place under `maxGroups` (`evicted`), or the worker is closing (`shutdown`).
+ */
+export type FlushReason = 'count' | 'interval' | 'idle' | 'evicted' | 'shutdown';
 
 interface TaskEvent {
   task: string;
