@@ -175,3 +175,27 @@ describe('publishing through a connection loss', () => {
     }
   });
 });
+
+describe('sends RabbitMQ could not route', () => {
+  it('a queue deleted after this connection declared it is declared anew and the task delivered, not dropped', async () => {
+    const queue = uniqueQueue('client.deleted');
+    queues.push(queue);
+    // No worker consumes it: the test reads the queue itself.
+    const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue, waitForBroker: true }, []);
+    const rabbit = await TestRabbit.connect();
+    try {
+      const client = app.get(BatchClient);
+      await client.delay('client.anything', 1);
+      assert.equal((await queueCounts(queue)).ready, 1);
+      // Someone deletes the queue (and so its binding): kombu's declaration cache would now drop every send silently.
+      await rabbit.channel.deleteQueue(queue);
+      await client.delay('client.anything', 2);
+      const messages = await rabbit.takeAll(queue);
+      assert.equal(messages.length, 1, 'the second send reached the re-declared queue');
+      assert.deepEqual(JSON.parse(messages[0].content.toString())[0], [2]);
+    } finally {
+      await rabbit.close();
+      await app.close();
+    }
+  });
+});

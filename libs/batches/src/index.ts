@@ -65,7 +65,7 @@ export type {
 } from './broker/broker.interface.js';
 export { MemoryBroker } from './broker/memory.broker.js';
 export { AmqpBroker, type AmqpBrokerOptions } from './broker/amqp.broker.js';
-export { BrokerFailedError, PublishTimeoutError } from './broker/broker-errors.js';
+export { BrokerFailedError, PublishTimeoutError, PublishUnroutableError } from './broker/broker-errors.js';
 export {
   encodeTaskMessage,
   decodeTaskMessage,

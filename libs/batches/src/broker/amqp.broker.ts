@@ -8,7 +8,9 @@ import {
   BrokerFailedError,
   declarationConflict,
   PublishTimeoutError,
+  PublishUnroutableError,
   unrecoverableConnectError,
+  unreachableQueue,
   type DeclarationContext,
 } from './broker-errors.js';
 import { celeryQueueDeclaration, queueArguments } from './broker.interface.js';
@@ -52,6 +54,10 @@ export class AmqpBroker implements Broker {
   /** The last declaration given per queue name: used again by callers that give none (re-declarations, canvas sends). */
   private readonly queueDeclarations = new Map<string, QueueDeclaration>();
   private failedAttempts = 0;
+  /** Messages RabbitMQ handed back as unroutable, until the publish they belong to is confirmed. */
+  private readonly returns = new ReturnedMessages();
+  /** Queues RabbitMQ could not reach (home node down, no quorum), with the failed declarations so far. */
+  private readonly unreachable = new Map<string, number>();
   private closed = false;
   private stop!: (error: Error) => void;
   /** Rejects once the broker failed or was closed: what waits for it should stop waiting. */
@@ -94,12 +100,17 @@ export class AmqpBroker implements Broker {
       }
       this.events.emit('disconnect', err);
     });
-    this.publisher = this.connection.createChannel({ confirm: true });
+    this.publisher = this.connection.createChannel({
+      confirm: true,
+      // RabbitMQ sends basic.return before the basic.ack of the same message, so a confirm can tell it apart.
+      setup: (channel: Channel) => void channel.on('return', (returned: Message) => this.returns.add(returned)),
+    });
     // A publisher channel error is followed by a reconnect that re-sends unconfirmed messages.
     this.publisher.on('error', (err: Error) => this.events.emit('disconnect', err));
   }
 
-  declareQueue(queue: string, declaration?: QueueDeclaration | string): Promise<void> {
+  declareQueue(queue: string, declaration?: QueueDeclaration | string, options: { fresh?: boolean } = {}): Promise<void> {
+    if (options.fresh) for (const key of this.declared.keys()) if (key.startsWith(`queue:${queue}:`)) this.declared.delete(key);
     if (typeof declaration === 'object') this.queueDeclarations.set(queue, declaration);
     const declared =
       typeof declaration === 'string'
@@ -116,10 +127,14 @@ export class AmqpBroker implements Broker {
     );
   }
 
-  /** `type`: the main queue's, so dead letters are as safe as the tasks were. */
+  /**
+   * `type`: the main queue's, so dead letters are as safe as the tasks were. Resolves once declared,
+   * or once RabbitMQ said it cannot reach the queue (its node is down): the declaration goes on in
+   * the background and the task queue is consumed meanwhile.
+   */
   declareDeadLetterQueue(queue: string, type: QueueType = 'classic'): Promise<void> {
     const deadLetterOf = queue.endsWith('.dead') ? queue.slice(0, -'.dead'.length) : queue;
-    return this.declareOnce(
+    const declared = this.declareOnce(
       queue,
       `dead:${queue}:${type}`,
       async (channel) => {
@@ -133,10 +148,31 @@ export class AmqpBroker implements Broker {
       true,
       { deadLetterOf },
     );
+    return new Promise<void>((resolve, reject) => {
+      const settle = (): void => {
+        this.events.off('unreachable', unreachable);
+        resolve();
+      };
+      const unreachable = (name: string): void => {
+        if (name === queue) settle();
+      };
+      this.events.on('unreachable', unreachable);
+      declared.then(settle, (error: unknown) => {
+        this.events.off('unreachable', unreachable);
+        reject(error);
+      });
+    });
   }
 
   async consume(queue: string, options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<QueueConsumer> {
-    const consumer = new AmqpQueueConsumer(this.connection, queue, options.prefetch, onDelivery, () => this.declareQueue(queue));
+    const consumer = new AmqpQueueConsumer(
+      queue,
+      options.prefetch,
+      onDelivery,
+      // After the broker cancelled the consumer or closed its channel, what was declared may be gone: ask RabbitMQ again.
+      (fresh) => this.declareQueue(queue, undefined, { fresh }),
+      this.connection,
+    );
     this.consumers.add(consumer);
     await Promise.race([consumer.start(), this.stopped]);
     return consumer;
@@ -191,19 +227,40 @@ export class AmqpBroker implements Broker {
     );
   }
 
+  /**
+   * Resolves once RabbitMQ confirms the message. Sent while the connection is down, it waits for the
+   * reconnect; caught on a connection that dies before its confirm, it is sent again on the next one
+   * (at least once: RabbitMQ may have taken the first copy).
+   */
   async publish(message: OutgoingMessage, options: PublishOptions = {}): Promise<void> {
-    if (this.failure) throw this.failure;
-    try {
-      const properties = { ...message.properties, headers: pythonSafeHeaders(message.properties.headers), timeout: options.timeout };
-      await this.publisher.publish(message.exchange, message.routingKey, message.body, properties);
-    } catch (error) {
+    const properties = { ...message.properties, headers: pythonSafeHeaders(message.properties.headers) };
+    const deadline = options.timeout === undefined ? undefined : Date.now() + options.timeout;
+    for (;;) {
       if (this.failure) throw this.failure;
-      if (error instanceof Error && error.message === 'timeout') {
-        throw new PublishTimeoutError(
-          `RabbitMQ at ${this.url} did not confirm the message to '${message.routingKey}' within ${options.timeout} ms; it may not have been sent.`,
-        );
+      const timeout = deadline === undefined ? undefined : Math.max(1, deadline - Date.now());
+      try {
+        // mandatory: a queue that cannot take the message (deleted, or its node is down) hands it back instead of RabbitMQ dropping it.
+        await this.publisher.publish(message.exchange, message.routingKey, message.body, {
+          ...properties,
+          timeout,
+          mandatory: options.mandatory === true,
+        });
+        if (options.mandatory && this.returns.take(message)) {
+          throw new PublishUnroutableError(
+            `RabbitMQ could not route the message to '${message.routingKey}'${message.exchange ? ` through exchange '${message.exchange}'` : ''} ` +
+              '(312 NO_ROUTE): no queue took it, because the queue was deleted or, on a cluster, its node is down. It was not stored; send it again once the queue is back.',
+          );
+        }
+        return;
+      } catch (error) {
+        if (this.failure) throw this.failure;
+        if (error instanceof Error && error.message === 'timeout') {
+          throw new PublishTimeoutError(
+            `RabbitMQ at ${this.url} did not confirm the message to '${message.routingKey}' within ${options.timeout} ms; it may not have been sent.`,
+          );
+        }
+        if (this.closed || !lostBeforeConfirm(error)) throw error;
       }
-      throw error;
     }
   }
 
@@ -296,16 +353,78 @@ export class AmqpBroker implements Broker {
         channel.on('error', () => undefined); // the refused call rejects with the same error
         await work(channel);
         await channel.close().catch(() => undefined);
+        this.reachable(queue);
         return;
       } catch (error) {
         const conflict = declarationConflict(error, queue, context);
         if (conflict && fatal) throw this.fail(conflict);
         if (conflict) throw conflict;
-        if (this.failure || this.closed || !isConnectionLoss(error)) throw error;
+        if (this.failure || this.closed) throw error;
+        const reason = unreachableQueue(error);
+        if (reason !== undefined) {
+          await this.waitForReachable(queue, reason);
+          continue;
+        }
+        if (!isConnectionLoss(error)) throw error;
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     }
   }
+
+  /**
+   * A queue RabbitMQ cannot reach (its node is down): logged by name and reason at the 1st, 2nd,
+   * 4th, 8th… failed declaration, retried every second at first and at most every 5 s, alone: the
+   * connection, the publisher and other queues' consumers carry on.
+   */
+  private async waitForReachable(queue: string, reason: string): Promise<void> {
+    const attempts = (this.unreachable.get(queue) ?? 0) + 1;
+    this.unreachable.set(queue, attempts);
+    if ((attempts & (attempts - 1)) === 0) {
+      logger.warn(
+        `Queue '${queue}' is unreachable: ${reason}. Declaring it again until its node is back (attempt ${attempts}); other queues are consumed meanwhile.`,
+      );
+    }
+    this.events.emit('unreachable', queue);
+    await new Promise((resolve) => setTimeout(resolve, Math.min(1_000 * attempts, 5_000)));
+  }
+
+  /** A declaration of `queue` succeeded: if it was unreachable, say it is back. */
+  private reachable(queue: string): void {
+    const attempts = this.unreachable.get(queue);
+    if (attempts === undefined) return;
+    this.unreachable.delete(queue);
+    logger.log(`Queue '${queue}' is reachable again after ${attempts} failed declaration(s)`);
+  }
+}
+
+/**
+ * Returned (unroutable) messages, matched to their publish by exchange, routing key and body. Kept
+ * for a minute at most, so returns of timed-out publishes do not pile up.
+ */
+class ReturnedMessages {
+  private readonly returned: Array<{ exchange: string; routingKey: string; body: Buffer; at: number }> = [];
+
+  add(message: Message): void {
+    const now = Date.now();
+    while (this.returned.length > 0 && (now - this.returned[0].at > 60_000 || this.returned.length >= 10_000)) this.returned.shift();
+    this.returned.push({ exchange: message.fields.exchange, routingKey: message.fields.routingKey, body: message.content, at: now });
+  }
+
+  /** True (and forgotten) when `message` was returned. */
+  take(message: OutgoingMessage): boolean {
+    if (this.returned.length === 0) return false;
+    const index = this.returned.findIndex(
+      (each) => each.routingKey === message.routingKey && each.exchange === message.exchange && each.body.equals(message.body),
+    );
+    if (index < 0) return false;
+    this.returned.splice(index, 1);
+    return true;
+  }
+}
+
+/** The publish's channel closed (its connection died) before RabbitMQ confirmed it. */
+function lostBeforeConfirm(error: unknown): boolean {
+  return error instanceof Error && (error.message === 'channel closed' || isConnectionLoss(error));
 }
 
 function isConnectionLoss(error: unknown): boolean {
@@ -326,7 +445,10 @@ function isConnectionLoss(error: unknown): boolean {
  * its cancel-ok and go to the same handler, so nothing is lost or delivered twice.
  */
 class AmqpQueueConsumer implements QueueConsumer {
-  private readonly wrapper: ChannelWrapper;
+  private wrapper: ChannelWrapper;
+  /** Set when the broker closed our channel: the next setup declares the queue anew. */
+  private redeclare = false;
+  private reopening?: NodeJS.Timeout;
   /** The consumer now receiving: its channel, tag and prefetch. */
   private current?: { channel: Channel; tag: ConsumerTag; prefetch: number; live: LiveChannel };
   private cancelled = false;
@@ -341,18 +463,24 @@ class AmqpQueueConsumer implements QueueConsumer {
   readonly started = new Promise<void>((resolve) => (this.consumingStarted = resolve));
 
   constructor(
-    connection: AmqpConnectionManager,
     readonly queue: string,
     private readonly base: number,
     private readonly onDelivery: (delivery: Delivery) => void,
-    private readonly declare: () => Promise<void>,
+    private readonly declare: (fresh: boolean) => Promise<void>,
+    private readonly connection: AmqpConnectionManager,
   ) {
     this.wanted = base;
-    this.wrapper = connection.createChannel({ confirm: false });
-    // The wrapper reopens the channel; deliveries of the old one are already marked closed.
-    this.wrapper.on('error', (error: Error) => {
-      if (!(error instanceof BrokerFailedError)) logger.warn(`Channel consuming '${queue}' failed: ${error.message}`);
+    this.wrapper = this.openWrapper();
+  }
+
+  /** A channel that amqp-connection-manager sets up again on each reconnect. */
+  private openWrapper(): ChannelWrapper {
+    const wrapper = this.connection.createChannel({ confirm: false });
+    // Deliveries of a lost channel are already marked closed.
+    wrapper.on('error', (error: Error) => {
+      if (!(error instanceof BrokerFailedError)) logger.warn(`Channel consuming '${this.queue}' failed: ${error.message}`);
     });
+    return wrapper;
   }
 
   async start(): Promise<void> {
@@ -360,16 +488,40 @@ class AmqpQueueConsumer implements QueueConsumer {
     await this.started;
   }
 
+  /**
+   * The broker closed our channel while the connection lives (amqp-connection-manager would only
+   * reopen it on the next reconnect): consume again on a new channel, declaring the queue anew.
+   */
+  private reopen(): void {
+    if (this.cancelled || this.reopening) return;
+    this.redeclare = true;
+    this.reopening = setTimeout(() => {
+      this.reopening = undefined;
+      if (this.cancelled) return;
+      const old = this.wrapper;
+      this.wrapper = this.openWrapper();
+      void old.close().catch(() => undefined);
+      this.wrapper
+        .addSetup((channel: Channel) => this.setup(channel))
+        .catch((error: unknown) => {
+          if (!this.cancelled) logger.warn(`Could not consume '${this.queue}' again: ${String(error)}`);
+        });
+    }, 1_000);
+  }
+
   private async setup(channel: Channel): Promise<void> {
     if (this.cancelled) return;
     this.current = undefined;
     // Declared on every (re)connect, on a channel of its own: consuming a queue the broker lost would fail this one.
-    await this.declare();
+    const fresh = this.redeclare;
+    await this.declare(fresh);
+    this.redeclare = false;
     const live = new LiveChannel(channel);
     channel.once('close', () => live.markClosed());
     channel.on('error', (error: Error) => {
       live.markClosed();
       logger.warn(`Channel consuming '${this.queue}' closed by the broker: ${error.message}`);
+      if (this.connection.isConnected()) this.reopen();
     });
     const prefetch = this.windowFor(this.wanted);
     await channel.prefetch(prefetch, false);
@@ -386,8 +538,11 @@ class AmqpQueueConsumer implements QueueConsumer {
       this.queue,
       (message: ConsumeMessage | null) => {
         if (message === null) {
-          // The broker cancelled this consumer (queue deleted); the wrapper's reconnect re-consumes.
-          if (this.current?.tag === tag && this.live === live) this.live = undefined;
+          // The broker cancelled this consumer: the queue was deleted, or its node went down. Like Celery, declare and consume it again.
+          if (this.current?.tag === tag && this.live === live) {
+            this.live = undefined;
+            void this.resume(channel, live);
+          }
           return;
         }
         this.onDelivery({
@@ -404,6 +559,28 @@ class AmqpQueueConsumer implements QueueConsumer {
     );
     tag.value = consumerTag;
     return tag;
+  }
+
+  /**
+   * Consumes again on the same channel once the queue can be declared (at once if it was deleted;
+   * when its node is back if that node went down). Unacked deliveries stay ackable meanwhile.
+   */
+  private async resume(channel: Channel, live: LiveChannel): Promise<void> {
+    logger.warn(
+      `RabbitMQ cancelled the consumer of '${this.queue}' (the queue was deleted or its node went down); consuming it again once it can be declared`,
+    );
+    try {
+      await this.declare(true);
+      const current = this.current;
+      if (this.cancelled || !live.open || this.live !== undefined || current?.channel !== channel) return;
+      const tag = await this.consumeOn(channel, live);
+      this.current = { channel, tag, prefetch: current.prefetch, live };
+      this.live = live;
+      logger.log(`Consuming '${this.queue}' again`);
+    } catch (error) {
+      // A closed channel is set up again by the wrapper on the next connection.
+      if (live.open && !this.cancelled) logger.warn(`Could not consume '${this.queue}' again: ${String(error)}`);
+    }
   }
 
   /** True while the broker delivers to this consumer: its channel is open and neither side cancelled it. */
@@ -466,6 +643,7 @@ class AmqpQueueConsumer implements QueueConsumer {
 
   close(): Promise<void> {
     this.cancelled = true;
+    clearTimeout(this.reopening);
     return this.wrapper.close();
   }
 }

@@ -20,6 +20,14 @@ export class PublishTimeoutError extends Error {
   override readonly name = 'PublishTimeoutError';
 }
 
+/**
+ * A send RabbitMQ confirmed but could not route to any queue (312 NO_ROUTE): the queue was deleted,
+ * or on a cluster its node is down. The message was not stored; sending it again later is safe.
+ */
+export class PublishUnroutableError extends Error {
+  override readonly name = 'PublishUnroutableError';
+}
+
 // Node's certificate verification codes (tls.TLSSocket#verifyError) and OpenSSL's own.
 const TLS_CODES = /^(ERR_SSL_|ERR_TLS_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT$|SELF_SIGNED_CERT_IN_CHAIN$|UNABLE_TO_|HOSTNAME_MISMATCH$)/;
 
@@ -158,4 +166,19 @@ function valueOf(text: string): string | undefined {
   const trimmed = text.trim();
   if (trimmed === 'none') return undefined;
   return /^(?:the value )?'([^']*)'/.exec(trimmed)?.[1] ?? trimmed;
+}
+
+/**
+ * Why RabbitMQ cannot reach a queue right now, when that is what `error` says: a classic queue
+ * whose home node is down (404 NOT_FOUND … is down or inaccessible), or a quorum queue without a
+ * majority of its members (declaring it times out on the broker's side). Retrying later can fix it.
+ */
+export function unreachableQueue(error: unknown): string | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const down = /NOT[-_]FOUND - (home node '[^']+' of durable queue '[^']*' in vhost '[^']*' is down or inaccessible)/.exec(error.message);
+  if (down) return down[1];
+  if (/NOT[-_]FOUND.*(is down or inaccessible|not running|no quorum|timeout)/i.test(error.message))
+    return error.message.replace(/^.*?NOT[-_]FOUND - /, '');
+  if (/INTERNAL[-_]ERROR.*(timeout|quorum|leader)/i.test(error.message)) return error.message.replace(/^.*?INTERNAL[-_]ERROR - /, '');
+  return undefined;
 }

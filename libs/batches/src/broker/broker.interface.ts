@@ -40,6 +40,11 @@ export interface Delivery {
 export interface PublishOptions {
   /** Reject with a `PublishTimeoutError` when the broker has not confirmed the message within this many ms. */
   timeout?: number;
+  /**
+   * Reject with a `PublishUnroutableError` when no queue takes the message (AMQP's mandatory flag),
+   * instead of the broker dropping it: for tasks, retries and dead letters, whose queue was declared.
+   */
+  mandatory?: boolean;
 }
 
 export interface ConsumeOptions {
@@ -136,7 +141,8 @@ export interface Broker {
    * with no arguments. A `declaration` (or, for a string, the exchange name) says otherwise; without
    * one, the last declaration given for this queue name on this broker is used again.
    */
-  declareQueue(queue: string, declaration?: QueueDeclaration | string): Promise<void>;
+  /** `fresh`: ask the broker again even if this connection declared it already (it may have been deleted since). */
+  declareQueue(queue: string, declaration?: QueueDeclaration | string, options?: { fresh?: boolean }): Promise<void>;
   /** Declares a durable queue reached through the default exchange (dead letters), of `type` (classic by default). */
   declareDeadLetterQueue(queue: string, type?: QueueType): Promise<void>;
   consume(queue: string, options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<QueueConsumer>;

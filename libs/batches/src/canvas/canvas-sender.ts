@@ -102,12 +102,15 @@ export class CanvasSender {
     );
     const declaration = this.settings.queues?.[queue];
     await this.broker.declareQueue(queue, declaration);
-    await this.broker.publish({
-      exchange: declaration?.exchange ?? queue,
-      routingKey: declaration?.routingKey ?? queue,
-      body: encoded.body,
-      properties: encoded.properties,
-    });
+    await this.broker.publish(
+      {
+        exchange: declaration?.exchange ?? queue,
+        routingKey: declaration?.routingKey ?? queue,
+        body: encoded.body,
+        properties: encoded.properties,
+      },
+      { mandatory: true },
+    );
     return id;
   }
 }

@@ -4,7 +4,7 @@ import { defer, map, type Observable } from 'rxjs';
 import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
 import type { ResolvedModuleOptions } from '../batches.options.js';
 import type { Broker } from '../broker/broker.interface.js';
-import { PublishTimeoutError } from '../broker/broker-errors.js';
+import { PublishTimeoutError, PublishUnroutableError } from '../broker/broker-errors.js';
 import { CanvasSender } from '../canvas/canvas-sender.js';
 import { frozen, signaturesOf, type Signature } from '../canvas/signature.js';
 import { encodeTaskMessage } from '../protocol/celery-message.js';
@@ -97,16 +97,24 @@ export class BatchClient {
     try {
       // Declared as the module's `queues` option says (Celery's way when it names none), and sent through its exchange.
       const declaration = this.options.queues?.[queue];
-      await withTimeout(this.broker.declareQueue(queue, declaration), timeout);
-      await this.broker.publish(
-        {
-          exchange: declaration?.exchange ?? queue,
-          routingKey: declaration?.routingKey ?? queue,
-          body: encoded.body,
-          properties: encoded.properties,
-        },
-        { timeout: Math.max(1, deadline - Date.now()) },
-      );
+      const send = async (fresh: boolean): Promise<void> => {
+        await withTimeout(this.broker.declareQueue(queue, declaration, { fresh }), Math.max(1, deadline - Date.now()));
+        await this.broker.publish(
+          {
+            exchange: declaration?.exchange ?? queue,
+            routingKey: declaration?.routingKey ?? queue,
+            body: encoded.body,
+            properties: encoded.properties,
+          },
+          { timeout: Math.max(1, deadline - Date.now()), mandatory: true },
+        );
+      };
+      // No queue took it: deleted since this connection declared it (declared anew, then sent again), or its node is down (the
+      // declaration waits for the node, within the timeout). Either way RabbitMQ stored nothing, so sending again is safe.
+      await send(false).catch((error: unknown) => {
+        if (error instanceof PublishUnroutableError) return send(true);
+        throw error;
+      });
     } catch (error) {
       if (!(error instanceof PublishTimeoutError)) throw error;
       throw new PublishTimeoutError(

@@ -28,25 +28,31 @@ export class Republisher {
   retry(message: TaskMessage, queue: string, retryDelay: number): Promise<void> {
     const eta = new Date(Date.now() + retryDelay * 2 ** message.retries);
     const encoded = encodeRetry(message, eta, this.format);
-    return this.broker.publish({ exchange: '', routingKey: queue, body: encoded.body, properties: encoded.properties });
+    return this.broker.publish(
+      { exchange: '', routingKey: queue, body: encoded.body, properties: encoded.properties },
+      { mandatory: true },
+    );
   }
 
   /** The original message, unchanged but for headers saying why, on `<queue>.dead`. */
   deadLetter(delivery: Delivery, queue: string, reason: string): Promise<void> {
-    return this.broker.publish({
-      exchange: '',
-      routingKey: deadLetterQueue(queue),
-      body: delivery.body,
-      properties: {
-        ...delivery.properties,
-        headers: {
-          ...delivery.properties.headers,
-          'x-dead-letter-reason': printable(reason),
-          'x-original-queue': queue,
-          'x-original-routing-key': delivery.routingKey,
-          'x-dead-lettered-at': new Date().toISOString(),
+    return this.broker.publish(
+      {
+        exchange: '',
+        routingKey: deadLetterQueue(queue),
+        body: delivery.body,
+        properties: {
+          ...delivery.properties,
+          headers: {
+            ...delivery.properties.headers,
+            'x-dead-letter-reason': printable(reason),
+            'x-original-queue': queue,
+            'x-original-routing-key': delivery.routingKey,
+            'x-dead-lettered-at': new Date().toISOString(),
+          },
         },
       },
-    });
+      { mandatory: true },
+    );
   }
 }
