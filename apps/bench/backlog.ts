@@ -1,40 +1,37 @@
-import amqplib from 'amqplib';
-import { encodeTaskMessage } from 'nestjs-batches';
+import amqplib, { type Channel } from 'amqplib';
+import { encodeTaskMessage, type MessageProperties } from 'nestjs-batches';
 import { AMQP_URL } from './measurement.js';
 
-/** `nest-celery-headers`: Nest's envelope carrying Celery's header table, so the broker's work per message is the same. */
-export type MessageFormat = 'celery' | 'nest' | 'nest-celery-headers';
-
 /**
- * Empties `queue` (declared as Celery declares it) and fills it with `n` small persistent task
- * messages before any consumer starts, so every system drains the same backlog.
+ * What a backlog holds: Celery task messages with Python Celery's full protocol-2 header table
+ * (`full`) or our lean one (`lean`), Nest's own envelope (`nest`), or Nest's envelope carrying
+ * Celery's full header table (`nest-celery-headers`: the broker's work per message is the same as
+ * for `full`).
  */
-export async function prepareBacklog(queue: string, n: number, format: MessageFormat = 'celery'): Promise<void> {
-  const connection = await amqplib.connect(AMQP_URL);
-  const channel = await connection.createConfirmChannel();
+export type MessageFormat = 'full' | 'lean' | 'nest' | 'nest-celery-headers';
+
+/** Message `i` of a backlog in `format`; `id` is the task id (random when unset). */
+export function backlogMessage(format: MessageFormat, i: number, id?: string): { body: Buffer; properties: MessageProperties } {
+  if (format === 'full' || format === 'lean') return encodeTaskMessage({ task: 'bench.noop', args: [i], id }, format);
+  // Nest's RMQ transport reads its own envelope, not Celery's.
+  const headers =
+    format === 'nest-celery-headers' ? encodeTaskMessage({ task: 'bench.noop', args: [i] }, 'full').properties.headers : undefined;
+  return {
+    body: Buffer.from(JSON.stringify({ pattern: 'bench.noop', data: [i] })),
+    properties: { deliveryMode: 2, contentType: 'application/json', headers },
+  };
+}
+
+/** Declares `queue` as Celery does (durable, bound with its own name to the direct exchange of that name) and empties it. */
+export async function declareBacklogQueue(channel: Channel, queue: string): Promise<void> {
   await channel.assertExchange(queue, 'direct', { durable: true });
   await channel.assertQueue(queue, { durable: true });
   await channel.bindQueue(queue, queue, queue);
   await channel.purgeQueue(queue);
-  for (let i = 0; i < n; i++) {
-    if (format === 'celery') {
-      const { body, properties } = encodeTaskMessage({ task: 'bench.noop', args: [i] }, 'full');
-      channel.sendToQueue(queue, body, properties);
-    } else {
-      // Nest's RMQ transport reads its own envelope, not Celery's.
-      const headers =
-        format === 'nest-celery-headers' ? encodeTaskMessage({ task: 'bench.noop', args: [i] }, 'full').properties.headers : undefined;
-      channel.sendToQueue(queue, Buffer.from(JSON.stringify({ pattern: 'bench.noop', data: [i] })), {
-        deliveryMode: 2,
-        contentType: 'application/json',
-        headers,
-      });
-    }
-    if (i % 1000 === 999) await channel.waitForConfirms();
-  }
-  await channel.waitForConfirms();
-  await connection.close();
 }
+
+/** A task id of `prefix` (`xxxxxxxx-xxxx-xxxx-xxxx`) and `i`: UUID-shaped, like the random ones. */
+export const taskId = (prefix: string, i: number): string => `${prefix}-${i.toString(16).padStart(12, '0')}`;
 
 export async function deleteQueue(queue: string): Promise<void> {
   const connection = await amqplib.connect(AMQP_URL);

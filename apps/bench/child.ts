@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import type { Measurement, RunOptions } from './measurement.js';
 import { batchesWorker } from './systems/batches-worker.js';
 import { ceiling } from './systems/ceiling.js';
+import { bareParse } from './systems/json-parse.js';
 import { intervalLateness } from './systems/lateness.js';
 import { memoryPipeline } from './systems/memory-pipeline.js';
 import { nestRmq } from './systems/nest-rmq.js';
@@ -15,6 +16,7 @@ const systems: Record<string, (options: RunOptions) => Promise<Measurement>> = {
   'publish-raw': rawPublish,
   'publish-client': clientPublish,
   'memory-pipeline': memoryPipeline,
+  'json-parse': bareParse,
   lateness: intervalLateness,
 };
 

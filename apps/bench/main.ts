@@ -1,86 +1,86 @@
-import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
-import { deleteQueue, prepareBacklog, type MessageFormat } from './backlog.js';
-import type { Measurement, RunOptions } from './measurement.js';
+import { parseArgs } from 'node:util';
+import { metricOf, REDIS_URL, type Measurement } from './measurement.js';
 import { runObservability } from './observability-run.js';
 import type { Observability } from './observability.js';
+import { pinCores, type Pinning } from './pinning.js';
 import { chart, summarize, table } from './report.js';
-import { celeryAvailable, celeryWorker } from './systems/celery.js';
-import { localBrokerPid, treeUsage } from './systems/process-tree.js';
+import { benchRows, type Row } from './rows.js';
+import { Runner } from './runner.js';
+import { celeryAvailable } from './systems/celery.js';
+import { localBrokerPid } from './systems/process-tree.js';
+import { redisAvailable } from './systems/redis-results.js';
+import { ceilingSystem, evaluateTargets, targetsTable, withCeilings } from './targets.js';
 
-const run = promisify(execFile);
-const CHILD = fileURLToPath(new URL('./child.js', import.meta.url));
+const HELP = `npm run bench -- [options]
+
+Drains backlogs of small persistent task messages on the local RabbitMQ with each system in a child
+process of its own, alternating the systems inside each round (the order rotates from round to
+round), and prints every row's medians with their spread (min–max) and the targets of issue 13.
+
+  --n N              backlog per RabbitMQ row (default 100,000; 20,000 with --quick)
+  --runs R           rounds (default 5; 1 with --quick; 7 with --observability)
+  --celery-n N       backlog of the Python Celery rows (default 20,000: they drain ~5 times slower)
+  --memory-n N       in-process window of the memory:// pipeline and the bare JSON.parse (300,000, at most 3 × N)
+  --sweep            also nestjs-batches at flushEvery 1, 10 and 1000 (3 more RabbitMQ rows per round)
+  --pin              pin the local RabbitMQ to the first core(s) and the bench with every measured process
+                     to the last one (taskset, needs 2+ cores and the right to set the broker's affinity);
+                     the broker's own affinity is restored at the end, on Ctrl-C and on errors
+  --quick            N 20,000, 1 round, no Python Celery, no lateness run: a quick look
+  --out DIR          where results.json, table.md and chart.svg go (default bench-results)
+  --observability    only the memory:// pipeline with events, metrics and tracing off and on
+                     (with --observability-rabbitmq also the RabbitMQ flushEvery 100 row;
+                     --baseline label=path/to/dist/apps/bench/child.js adds another build's pipeline)
+
+Environment: AMQP_URL, REDIS_URL (the with-results rows; skipped when Redis does not answer),
+CELERY_PYTHON (default /usr/bin/python3), BENCH_N, BENCH_RUNS.`;
 
 const { values } = parseArgs({
   options: {
-    n: { type: 'string', default: process.env.BENCH_N ?? '100000' },
-    // 3 rounds; 7 with --observability, whose differences are smaller than one run's noise.
+    help: { type: 'boolean', short: 'h', default: false },
+    n: { type: 'string', default: process.env.BENCH_N },
     runs: { type: 'string', default: process.env.BENCH_RUNS },
     'celery-n': { type: 'string', default: process.env.BENCH_CELERY_N ?? '20000' },
     'memory-n': { type: 'string', default: process.env.BENCH_MEMORY_N ?? '300000' },
     out: { type: 'string', default: 'bench-results' },
     quick: { type: 'boolean', default: false },
-    // Only the memory:// pipeline with events, metrics and tracing off/on (see observability-run.ts).
+    sweep: { type: 'boolean', default: false },
+    pin: { type: 'boolean', default: false },
     observability: { type: 'boolean', default: false },
-    // With --observability: also the RabbitMQ flushEvery 100 row, on a backlog of --n.
     'observability-rabbitmq': { type: 'boolean', default: false },
-    // With --observability: `label=path/to/dist/apps/bench/child.js` of another build (an older commit),
-    // whose memory pipeline runs as one more variant, so "off" can be compared with code before the features.
     baseline: { type: 'string', multiple: true },
   },
 });
-const n = Number(values.n);
-const runs = Number(values.runs ?? (values.observability ? 7 : 3));
+if (values.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+const quick = values.quick;
+const n = Number(values.n ?? (quick ? 20_000 : 100_000));
+const runs = Number(values.runs ?? (values.observability ? 7 : quick ? 1 : 5));
 const celeryN = Math.min(n, Number(values['celery-n']));
 // In-process runs are over in a fraction of a second at N = 100,000; a longer window averages out GC and machine noise.
 const memoryN = Math.min(n * 3, Number(values['memory-n']));
 const brokerPid = localBrokerPid();
 
-/** Runs one system in a child process of its own. */
-async function child(system: string, options: RunOptions, script = CHILD): Promise<Measurement> {
-  const { stdout } = await run(process.execPath, [script, system, JSON.stringify(options)], { maxBuffer: 16 * 1024 * 1024 });
-  return JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Measurement;
-}
-
-/**
- * Waits, at most 20 s, until the local broker uses under a tenth of a core for half a second: what
- * an earlier step left it to do (persisting a backlog, deleting a queue of 100,000 persistent
- * messages) belongs to no one's measurement.
- */
-async function brokerQuiet(): Promise<void> {
-  if (!brokerPid) return;
-  const deadline = Date.now() + 20_000;
-  let before = treeUsage(brokerPid).cpuSeconds;
-  while (Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    const now = treeUsage(brokerPid).cpuSeconds;
-    if (now - before < 0.05) return;
-    before = now;
+let pinning: Pinning | undefined;
+if (values.pin) {
+  if (brokerPid) {
+    pinning = pinCores(brokerPid, cpus().length);
+    console.log(pinning.description);
+  } else {
+    console.log('--pin: RabbitMQ does not run on this machine, so nothing is pinned');
   }
 }
-
-/**
- * Fills a fresh queue with the backlog, lets `consume` drain it, deletes the queue. When RabbitMQ
- * runs on this machine, also reports the CPU it spent per message while the backlog drained.
- */
-async function drain(format: MessageFormat, count: number, consume: (queue: string) => Promise<Measurement>): Promise<Measurement> {
-  const queue = `bench.${process.pid}.${Date.now()}`;
-  await prepareBacklog(queue, count, format);
-  await brokerQuiet();
-  try {
-    const brokerBefore = brokerPid && treeUsage(brokerPid).cpuSeconds;
-    const measurement = await consume(queue);
-    if (brokerPid && brokerBefore !== undefined && count > 0) {
-      measurement.brokerUsPerMessage = ((treeUsage(brokerPid).cpuSeconds - brokerBefore) / count) * 1e6;
-    }
-    return measurement;
-  } finally {
-    await deleteQueue(queue);
-  }
+// A loaded shared broker may never fall quiet: wait for it at most about as long as it takes to persist a backlog.
+const runner = new Runner(brokerPid, Math.min(20_000, Math.max(500, n / 5)));
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.log(`\n${signal}: stopping the measured processes, deleting the bench's queues`);
+    void runner.abort().finally(() => process.exit(130));
+  });
 }
 
 if (values.observability) {
@@ -93,110 +93,109 @@ if (values.observability) {
     out: values.out,
     baselines: (values.baseline ?? []).map((spec) => spec.slice(0, spec.indexOf('='))),
     memory: async (variant) => {
-      await brokerQuiet();
+      await runner.brokerQuiet();
       const options = { n: observabilityMemoryN, queue: 'bench', flushEvery: 100 };
       const baseline = values.baseline?.find((spec) => spec.startsWith(`${variant}=`));
-      if (baseline) return child('memory-pipeline', options, baseline.slice(variant.length + 1));
-      return child('memory-pipeline', { ...options, observability: variant as Observability });
+      if (baseline) return runner.child('memory-pipeline', options, baseline.slice(variant.length + 1));
+      return runner.child('memory-pipeline', { ...options, observability: variant as Observability });
     },
     rabbit: async (observability) => {
-      await brokerQuiet();
-      return drain('celery', n, (queue) => child('nestjs-batches', { n, queue, flushEvery: 100, observability }));
+      const { consumed } = await runner.drain({ format: 'full', count: n }, (queue) =>
+        runner.child('nestjs-batches', { n, queue, flushEvery: 100, observability }),
+      );
+      return consumed;
     },
   });
   process.exit(0);
 }
 
-const consumers: Array<{ label: string; measure: () => Promise<Measurement> }> = [
-  { label: 'ceiling', measure: () => drain('celery', n, (queue) => child('ceiling', { n, queue })) },
-  ...[1, 10, 100, 1000].map((flushEvery) => ({
-    label: `nestjs-batches flushEvery ${flushEvery}`,
-    measure: () => drain('celery', n, (queue) => child('nestjs-batches', { n, queue, flushEvery })),
-  })),
-  { label: "Nest's RMQ transport", measure: () => drain('nest', n, (queue) => child('nest-rmq', { n, queue, variant: 'Nest messages' })) },
-  {
-    label: "Nest's RMQ transport, Celery's headers",
-    measure: () => drain('nest-celery-headers', n, (queue) => child('nest-rmq', { n, queue, variant: "Celery's headers" })),
-  },
-];
-if (celeryAvailable() && !values.quick) {
-  for (const pool of ['solo', 'prefork'] as const) {
-    consumers.push({
-      label: `Python Celery ${pool}`,
-      measure: () => drain('celery', celeryN, (queue) => celeryWorker({ n: celeryN, queue }, pool)),
-    });
-  }
-} else {
+const redis = await redisAvailable();
+if (!redis) console.log(`Redis at ${REDIS_URL} does not answer: the with-results rows are skipped`);
+const celery = !quick && celeryAvailable();
+if (!celery) {
   console.log(
-    values.quick
+    quick
       ? 'Python Celery skipped (--quick)'
       : 'Python Celery not installed (/usr/bin/python3 -c "import celery" failed): its rows are skipped',
   );
 }
-const others: Array<{ label: string; measure: () => Promise<Measurement> }> = [
-  { label: 'publish raw', measure: () => drain('celery', 0, (queue) => child('publish-raw', { n, queue })) },
-  { label: 'publish client', measure: () => drain('celery', 0, (queue) => child('publish-client', { n, queue })) },
-  { label: 'memory pipeline', measure: () => child('memory-pipeline', { n: memoryN, queue: 'bench', flushEvery: 100 }) },
-];
-if (!values.quick) others.push({ label: 'lateness', measure: () => drain('celery', 0, (queue) => child('lateness', { n, queue })) });
+const rows = benchRows(runner, { n, celeryN, memoryN, celery, redis, sweep: values.sweep, lateness: !quick });
 
-const measurements: Measurement[] = [];
-for (let round = 1; round <= runs; round++) {
-  // Systems alternate within each round, so machine noise spreads over all of them alike.
-  for (const { label, measure } of [...consumers, ...others]) {
-    await brokerQuiet();
-    const measurement = await measure();
-    measurements.push(measurement);
-    console.log(
-      `run ${round}/${runs} ${label}: ${Math.round(measurement.rate).toLocaleString('en-US')} msg/s, ${measurement.cpuSeconds.toFixed(2)} CPU s, ${Math.round(measurement.peakRssMb)} MB` +
-        (measurement.brokerUsPerMessage === undefined ? '' : `, broker ${measurement.brokerUsPerMessage.toFixed(0)} µs/msg`) +
-        (measurement.extra ? ` ${JSON.stringify(measurement.extra)}` : ''),
-    );
-  }
+/** Table order: each format's ceiling before its raw configurations, publishers after the consumers. */
+function tableOrder(all: Row[]): string[] {
+  const systems = [...new Set(all.flatMap((row) => row.systems))];
+  const withCeilingRows = systems.flatMap((system) => {
+    const format = /^raw amqplib \[(full|lean)\]/.exec(system)?.[1] as 'full' | 'lean' | undefined;
+    return format && systems.find((each) => each.startsWith(`raw amqplib [${format}]`)) === system
+      ? [ceilingSystem(format), system]
+      : [system];
+  });
+  const publishers = withCeilingRows.filter((system) => system.startsWith('publish:'));
+  const rest = withCeilingRows.filter((system) => !system.startsWith('publish:'));
+  const firstInProcess = rest.findIndex((system) => /^(memory|bare|interval)/.test(system));
+  return firstInProcess < 0 ? [...rest, ...publishers] : [...rest.slice(0, firstInProcess), ...publishers, ...rest.slice(firstInProcess)];
 }
 
-const summaries = summarize(measurements);
-const find = (system: string) => summaries.find((summary) => summary.system === system);
-const ceilingRate = find('ceiling (raw amqplib)')?.median;
-console.log(
-  `\nN = ${n} (Python Celery: ${celeryN}, memory:// pipeline: ${memoryN}), ${runs} runs, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}\n`,
-);
-const markdown = table(summaries, ceilingRate);
-console.log(markdown);
+const micro = (value: number | undefined): string => (value === undefined ? '' : value.toFixed(1));
+const startedAt = new Date();
+const measurements: Measurement[] = [];
+for (let round = 1; round <= runs; round++) {
+  // Rows alternate within each round, each round starting further along, so noise and position spread over all alike.
+  const offset = Math.round(((round - 1) * rows.length) / runs) % rows.length;
+  for (const row of [...rows.slice(offset), ...rows.slice(0, offset)]) {
+    for (const measurement of await row.run(round)) {
+      measurement.round = round;
+      measurements.push(measurement);
+      console.log(
+        `run ${round}/${runs} ${measurement.system}: ${Math.round(measurement.rate).toLocaleString('en-US')} msg/s, ` +
+          `${micro(metricOf(measurement, 'cpu'))} CPU µs/msg, ${Math.round(measurement.peakRssMb)} MB` +
+          (measurement.brokerUsPerMessage === undefined ? '' : `, broker ${micro(measurement.brokerUsPerMessage)} µs/msg`) +
+          (measurement.extra ? ` ${JSON.stringify(measurement.extra)}` : ''),
+      );
+    }
+  }
+}
+pinning?.restore();
 
-const f100 = find('nestjs-batches flushEvery 100');
-const ratio = (a?: { median: number }, b?: { median: number }): number | undefined => (a && b ? a.median / b.median : undefined);
-const checks: Array<[string, number | undefined, string]> = [
-  ['flushEvery 100 / ceiling', f100 && ceilingRate ? f100.median / ceilingRate : undefined, '≥ 0.85'],
-  ["flushEvery 100 / Nest's RMQ (Nest messages)", ratio(f100, find("Nest's RMQ transport (Nest messages)")), '≥ 3'],
-  ["flushEvery 100 / Nest's RMQ (Celery's headers)", ratio(f100, find("Nest's RMQ transport (Celery's headers)")), '≥ 3'],
-  ['BatchClient.delay / raw publish', ratio(find('publish: BatchClient.delay'), find('publish: raw amqplib confirm channel')), '≥ 0.8'],
-  ['memory:// pipeline msg/s', find('memory:// pipeline flushEvery 100')?.median, '≥ 500,000'],
-  ['worker peak RSS MB (flushEvery 100)', f100?.peakRssMb, '< 150'],
-  ['interval flush lateness p99 ms', find('interval flush lateness (200 msg/s, 100 ms)')?.extra?.p99Ms, '< 20'],
-];
-console.log('\n| target | measured | goal |\n| --- | ---: | --- |');
-for (const [name, value, goal] of checks) console.log(`| ${name} | ${value === undefined ? 'n/a' : value.toFixed(2)} | ${goal} |`);
+const all = withCeilings(measurements);
+const summaries = summarize(all, tableOrder(rows));
+const targets = evaluateTargets(all);
+const minutes = (Date.now() - startedAt.getTime()) / 60_000;
+const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+const header =
+  `${startedAt.toISOString().slice(0, 10)}, \`${command}\`, ${minutes.toFixed(1)} min: N = ${n.toLocaleString('en-US')} ` +
+  `(${celery ? `Python Celery ${celeryN.toLocaleString('en-US')}` : 'no Python Celery'}, in process ${memoryN.toLocaleString('en-US')}), ` +
+  `${runs} round${runs === 1 ? '' : 's'}, ` +
+  `${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}` +
+  (pinning ? `, ${pinning.description}` : brokerPid ? ', broker and bench unpinned' : ', broker not on this machine');
+const markdown = table(summaries);
+const targetsMarkdown = targetsTable(targets);
+console.log(
+  `\n${header}\n\n${markdown}\n\nTargets (medians over the rounds; the spread is the target's value in each round):\n\n${targetsMarkdown}`,
+);
 
 mkdirSync(values.out, { recursive: true });
 writeFileSync(
   join(values.out, 'results.json'),
-  JSON.stringify({ n, celeryN, memoryN, runs, node: process.version, cores: cpus().length, measurements, summaries }, null, 2),
+  JSON.stringify(
+    {
+      date: startedAt.toISOString(),
+      command,
+      n,
+      celeryN,
+      memoryN,
+      runs,
+      node: process.version,
+      cores: cpus().length,
+      pinned: Boolean(pinning),
+      measurements,
+      summaries,
+      targets,
+    },
+    null,
+    2,
+  ),
 );
-const series = [1, 10, 100, 1000].flatMap((flushEvery) => {
-  const summary = find(`nestjs-batches flushEvery ${flushEvery}`);
-  return summary ? [{ flushEvery, rate: summary.median }] : [];
-});
-const references = [
-  'ceiling (raw amqplib)',
-  "Nest's RMQ transport (Nest messages)",
-  "Nest's RMQ transport (Celery's headers)",
-  'Python Celery -P solo',
-  'Python Celery prefork -c 2',
-].flatMap((system) => {
-  const summary = find(system);
-  return summary ? [{ label: system, rate: summary.median }] : [];
-});
-writeFileSync(join(values.out, 'chart.svg'), chart(series, references));
-writeFileSync(join(values.out, 'table.md'), markdown);
+writeFileSync(join(values.out, 'chart.svg'), chart(summaries));
+writeFileSync(join(values.out, 'table.md'), `${header}\n\n${markdown}\n\n${targetsMarkdown}\n`);
 console.log(`\nwrote ${join(values.out, 'results.json')}, chart.svg and table.md`);

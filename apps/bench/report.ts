@@ -1,16 +1,26 @@
-import type { Measurement } from './measurement.js';
+import { metricOf, type Measurement, type Metric } from './measurement.js';
 import type { VariantMeasurement } from './observability-run.js';
+
+/** Median and spread of one figure over a row's runs. */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
 
 export interface Summary {
   system: string;
   runs: number;
-  median: number;
-  min: number;
-  max: number;
-  cpuSeconds: number;
+  /** Messages per second. */
+  rate: Spread;
+  /** Consumer (or publisher) CPU per message, µs. */
+  cpu: Spread;
+  /** Highest peak RSS over the runs, MB. */
   peakRssMb: number;
   extra?: Record<string, number>;
-  brokerUsPerMessage?: number;
+  /** The local broker's CPU per message, µs (when it runs here). */
+  broker?: Spread;
+  note?: string;
 }
 
 function median(values: number[]): number {
@@ -19,22 +29,29 @@ function median(values: number[]): number {
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
-export function summarize(measurements: Measurement[]): Summary[] {
+function spread(runs: Measurement[], metric: Metric): Spread | undefined {
+  const values = runs.map((run) => metricOf(run, metric)).filter((value): value is number => value !== undefined);
+  if (values.length < runs.length || values.length === 0) return undefined;
+  return { median: median(values), min: Math.min(...values), max: Math.max(...values) };
+}
+
+/** One summary per system, in `order` (systems it does not list come last, as they first appear). */
+export function summarize(measurements: Measurement[], order: string[] = []): Summary[] {
   const bySystem = new Map<string, Measurement[]>();
   for (const measurement of measurements) bySystem.set(measurement.system, [...(bySystem.get(measurement.system) ?? []), measurement]);
-  return [...bySystem].map(([system, runs]) => ({
-    system,
-    runs: runs.length,
-    median: median(runs.map((run) => run.rate)),
-    min: Math.min(...runs.map((run) => run.rate)),
-    max: Math.max(...runs.map((run) => run.rate)),
-    cpuSeconds: median(runs.map((run) => run.cpuSeconds)),
-    peakRssMb: Math.max(...runs.map((run) => run.peakRssMb)),
-    extra: medianExtras(runs),
-    brokerUsPerMessage: runs.every((run) => run.brokerUsPerMessage !== undefined)
-      ? median(runs.map((run) => run.brokerUsPerMessage ?? 0))
-      : undefined,
-  }));
+  const rank = (system: string): number => (order.includes(system) ? order.indexOf(system) : order.length);
+  return [...bySystem]
+    .toSorted(([a], [b]) => rank(a) - rank(b))
+    .map(([system, runs]) => ({
+      system,
+      runs: runs.length,
+      rate: spread(runs, 'rate') ?? { median: NaN, min: NaN, max: NaN },
+      cpu: spread(runs, 'cpu') ?? { median: NaN, min: NaN, max: NaN },
+      peakRssMb: Math.max(...runs.map((run) => run.peakRssMb)),
+      extra: medianExtras(runs),
+      broker: spread(runs, 'broker'),
+      note: runs[0].note,
+    }));
 }
 
 /** Each extra figure's median over the runs; a figure only some runs report (a stall) counts 0 in the others. */
@@ -45,74 +62,78 @@ function medianExtras(runs: Measurement[]): Record<string, number> | undefined {
 }
 
 const number = (value: number): string => Math.round(value).toLocaleString('en-US');
+const micro = (value: number): string => (value >= 100 ? Math.round(value).toString() : value >= 10 ? value.toFixed(1) : value.toFixed(2));
+const range = (figure: Spread, format: (value: number) => string): string => `${format(figure.min)}–${format(figure.max)}`;
+const extraText = (value: number): string => (Number.isInteger(value) ? value.toLocaleString('en-US') : value.toFixed(1));
 
-/** A Markdown table: the same text goes to the terminal and into the README. */
-export function table(summaries: Summary[], ceiling: number | undefined): string {
+/** The header table a row's messages carry (`[full]`, `[lean]`), when the row drained a Celery-format backlog. */
+export const formatOf = (system: string): 'full' | 'lean' | undefined =>
+  /\[(full|lean)\]$/.exec(system)?.[1] as 'full' | 'lean' | undefined;
+/** Rows that drained a RabbitMQ backlog (not publishers, the in-process rows or the lateness trickle). */
+export const isConsumer = (system: string): boolean => !/^(publish|interval|memory|bare)/.test(system);
+
+/**
+ * A Markdown table (the same text goes to the terminal and into the README): each row's medians
+ * with their spread (min–max) over the runs, and consumers of a Celery-format backlog as a
+ * multiple of the ceiling on the same format.
+ */
+export function table(summaries: Summary[]): string {
+  const ceilings = new Map(
+    summaries.filter((summary) => summary.system.startsWith('ceiling [')).map((summary) => [formatOf(summary.system), summary]),
+  );
   const rows = [
-    '| system | messages/s (median) | min–max | × ceiling | CPU s | peak RSS MB | broker CPU µs/msg |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| system | runs | messages/s (median) | min–max | × ceiling | CPU µs/msg (median) | min–max | peak RSS MB | broker CPU µs/msg (median) | min–max |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...summaries.map((summary) => {
-      const ratio =
-        // Only consumers of the same RabbitMQ backlog compare with the ceiling.
-        ceiling && !/^(publish|interval|memory)/.test(summary.system) ? (summary.median / ceiling).toFixed(2) : '';
-      const extra = summary.extra
-        ? ` (${Object.entries(summary.extra)
-            .map(([key, value]) => `${key} ${value.toFixed(1)}`)
-            .join(', ')})`
-        : '';
-      return `| ${summary.system}${extra} | ${number(summary.median)} | ${number(summary.min)}–${number(summary.max)} | ${ratio} | ${summary.cpuSeconds.toFixed(2)} | ${Math.round(summary.peakRssMb)} | ${summary.brokerUsPerMessage === undefined ? '' : Math.round(summary.brokerUsPerMessage)} |`;
+      const ceiling = ceilings.get(formatOf(summary.system));
+      const ratio = ceiling && isConsumer(summary.system) ? (summary.rate.median / ceiling.rate.median).toFixed(2) : '';
+      const notes = [
+        ...(summary.note ? [summary.note] : []),
+        ...Object.entries(summary.extra ?? {}).map(([key, value]) => `${key} ${extraText(value)}`),
+      ];
+      const name = `${summary.system}${notes.length ? ` (${notes.join(', ')})` : ''}`;
+      const broker = summary.broker ? `${micro(summary.broker.median)} | ${range(summary.broker, micro)}` : ' | ';
+      return (
+        `| ${name} | ${summary.runs} | ${number(summary.rate.median)} | ${range(summary.rate, number)} | ${ratio} | ` +
+        `${micro(summary.cpu.median)} | ${range(summary.cpu, micro)} | ${Math.round(summary.peakRssMb)} | ${broker} |`
+      );
     }),
   ];
   return rows.join('\n');
 }
 
-/** Throughput by flushEvery (log scale) with the ceiling and the peers as labelled reference lines. */
-export function chart(series: Array<{ flushEvery: number; rate: number }>, references: Array<{ label: string; rate: number }>): string {
-  const [width, height, left, right, top, bottom] = [880, 400, 70, 300, 30, 50];
-  const highest = Math.max(...series.map((point) => point.rate), ...references.map((reference) => reference.rate), 1);
-  // Four ticks on a round step just above the highest line.
+/** Consume throughput of every consumer row (median, with its min–max as a whisker), by backlog format. */
+export function chart(summaries: Summary[]): string {
+  const bars = summaries.filter((summary) => isConsumer(summary.system) && Number.isFinite(summary.rate.median));
+  const [width, left, right, top, barHeight, gap] = [960, 430, 40, 40, 16, 6];
+  const height = top + bars.length * (barHeight + gap) + 40;
+  const highest = Math.max(...bars.map((bar) => bar.rate.max), 1);
   const magnitude = 10 ** Math.floor(Math.log10(highest / 4));
   const step =
-    [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10].map((factor) => factor * magnitude).find((candidate) => candidate * 4 >= highest * 1.05) ??
+    [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10].map((factor) => factor * magnitude).find((candidate) => candidate * 4 >= highest * 1.02) ??
     10 * magnitude;
-  const top_ = step * 4;
-  const x = (flushEvery: number): number => left + (Math.log10(flushEvery) / 3) * (width - left - right);
-  const y = (rate: number): number => height - bottom - (rate / top_) * (height - top - bottom);
-  const colors = ['#d62728', '#7f7f7f', '#2ca02c', '#9467bd', '#8c564b'];
+  const x = (rate: number): number => left + (rate / (step * 4)) * (width - left - right);
+  const colors: Record<string, string> = { full: '#d62728', lean: '#1f77b4' };
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="${width}" height="${height}" fill="white"/>`,
-    `<text x="${left}" y="18" font-size="14">Consume throughput, messages/s (median), by flushEvery</text>`,
-    `<line x1="${left}" y1="${height - bottom}" x2="${width - right}" y2="${height - bottom}" stroke="black"/>`,
-    `<line x1="${left}" y1="${top}" x2="${left}" y2="${height - bottom}" stroke="black"/>`,
+    `<text x="10" y="20" font-size="14">Consume throughput, messages/s (median, whisker min–max); red: Celery's full headers, blue: lean, grey: other</text>`,
   ];
-  for (const flushEvery of [1, 10, 100, 1000]) {
-    parts.push(`<text x="${x(flushEvery)}" y="${height - bottom + 18}" text-anchor="middle">${flushEvery}</text>`);
-  }
-  parts.push(`<text x="${(left + width - right) / 2}" y="${height - 12}" text-anchor="middle">flushEvery</text>`);
   for (let tick = 0; tick <= 4; tick++) {
-    const rate = step * tick;
-    parts.push(`<text x="${left - 6}" y="${y(rate) + 4}" text-anchor="end">${number(rate)}</text>`);
+    const at = x(step * tick);
+    parts.push(`<line x1="${at}" y1="${top - 6}" x2="${at}" y2="${height - 30}" stroke="#ddd"/>`);
+    parts.push(`<text x="${at}" y="${height - 14}" text-anchor="middle">${number(step * tick)}</text>`);
   }
-  // Labels go top to bottom, at least a line apart, so close reference lines stay readable.
-  let lastLabelY = -Infinity;
-  references
-    .map((reference, index) => ({ ...reference, color: colors[index % colors.length] }))
-    .toSorted((a, b) => b.rate - a.rate)
-    .forEach((reference) => {
-      const lineY = y(reference.rate);
-      const labelY = Math.max(lineY + 4, lastLabelY + 13);
-      lastLabelY = labelY;
-      parts.push(
-        `<line x1="${left}" y1="${lineY}" x2="${width - right}" y2="${lineY}" stroke="${reference.color}" stroke-dasharray="6 4"/>`,
-      );
-      parts.push(`<text x="${width - right + 6}" y="${labelY}" fill="${reference.color}">${reference.label}</text>`);
-    });
-  const points = series.map((point) => `${x(point.flushEvery)},${y(point.rate)}`).join(' ');
-  parts.push(`<polyline points="${points}" fill="none" stroke="#1f77b4" stroke-width="2"/>`);
-  for (const point of series) parts.push(`<circle cx="${x(point.flushEvery)}" cy="${y(point.rate)}" r="4" fill="#1f77b4"/>`);
-  if (series.length)
-    parts.push(`<text x="${x(series[0].flushEvery) + 8}" y="${y(series[0].rate) - 8}" fill="#1f77b4">nestjs-batches</text>`);
+  bars.forEach((bar, index) => {
+    const y = top + index * (barHeight + gap);
+    const color = colors[formatOf(bar.system) ?? ''] ?? '#7f7f7f';
+    const label = bar.system.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+    parts.push(`<text x="${left - 8}" y="${y + barHeight - 4}" text-anchor="end">${label}</text>`);
+    parts.push(`<rect x="${left}" y="${y}" width="${x(bar.rate.median) - left}" height="${barHeight}" fill="${color}" opacity="0.8"/>`);
+    parts.push(
+      `<line x1="${x(bar.rate.min)}" y1="${y + barHeight / 2}" x2="${x(bar.rate.max)}" y2="${y + barHeight / 2}" stroke="black"/>`,
+    );
+  });
   parts.push('</svg>');
   return parts.join('\n');
 }

@@ -1,4 +1,8 @@
-"""A plain Celery app with a no-op task, for the benchmark's Python peers (queue from CELERY_QUEUE)."""
+"""A plain Celery app with a no-op task, for the benchmark's Python peers (queue from CELERY_QUEUE).
+
+With CELERY_RESULT_BACKEND set (a redis:// URL), the task returns its argument and Celery stores
+each result there; otherwise it ignores results, like the Nest rows' `ignoreResult`.
+"""
 import os
 
 from celery import Celery
@@ -18,11 +22,13 @@ def _fire_timers_unless_ready(self, *args, **kwargs):
 
 Hub.fire_timers = _fire_timers_unless_ready
 
-app = Celery('bench', broker=os.environ.get('BROKER_URL', 'amqp://guest:guest@127.0.0.1:5672//'))
+RESULT_BACKEND = os.environ.get('CELERY_RESULT_BACKEND') or None
+
+app = Celery('bench', broker=os.environ.get('BROKER_URL', 'amqp://guest:guest@127.0.0.1:5672//'), backend=RESULT_BACKEND)
 app.conf.task_default_queue = os.environ['CELERY_QUEUE']
 app.conf.worker_hijack_root_logger = False
 
 
-@app.task(name='bench.noop', ignore_result=True)
+@app.task(name='bench.noop', ignore_result=RESULT_BACKEND is None)
 def noop(*args, **kwargs):
-    return None
+    return args[0] if args else None

@@ -2,32 +2,40 @@ import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { AsyncMicroserviceOptions } from '@nestjs/microservices';
 import { BATCHES_BROKER, BatchesModule, BatchesServer, BatchHandler, type Broker, type SimpleRequest } from 'nestjs-batches';
-import { AMQP_URL, drainWith, type Measurement, type RunOptions } from '../measurement.js';
+import { AMQP_URL, drainWith, MeasuredWindow, type Measurement, type RunOptions } from '../measurement.js';
 import { observabilityOptions, observe } from '../observability.js';
 
+export const batchesWorkerName = (flushEvery: number, format: string, results: boolean): string =>
+  `nestjs-batches flushEvery ${flushEvery}${results ? ', results in Redis' : ''} [${format}]`;
+
 /**
- * A nestjs-batches worker with a no-op handler, prefetch derived by the library; with
- * `observability`, also events, metrics and/or tracing (the backlog carries no `traceparent`, so
- * batch spans have no links here).
+ * A nestjs-batches worker, prefetch derived by the library, with a no-op handler (`ignoreResult`,
+ * like the Python peers' task) or, with `resultBackend`, a handler returning one value per request
+ * that the worker stores there before acking. With `observability`, also events, metrics and/or
+ * tracing (the backlog carries no `traceparent`, so batch spans have no links here).
  */
-export async function batchesWorker({ n, queue, flushEvery = 100, observability }: RunOptions): Promise<Measurement> {
+export async function batchesWorker({
+  n,
+  queue,
+  flushEvery = 100,
+  format = 'full',
+  resultBackend,
+  observability,
+}: RunOptions): Promise<Measurement> {
   const observed = await observabilityOptions(observability);
-  let handled = 0;
-  let done!: () => void;
-  const finished = new Promise<void>((resolve) => (done = resolve));
 
   @Injectable()
-  class NoOp {
-    // Like the Python peers' task (ignore_result=True): no result store in the measurement.
-    @BatchHandler('bench.noop', { flushEvery, flushInterval: 100, queue, ignoreResult: true })
-    handle(requests: SimpleRequest[]): void {
-      handled += requests.length;
-      // The last batch is acked right after this returns; resolve after that turn.
-      if (handled >= n) setImmediate(done);
+  class Handler {
+    @BatchHandler('bench.noop', { flushEvery, flushInterval: 100, queue, ignoreResult: !resultBackend })
+    handle(requests: SimpleRequest[]): unknown[] | void {
+      if (resultBackend) return requests.map((request) => request.args[0]);
     }
   }
 
-  @Module({ imports: [BatchesModule.forRoot({ broker: AMQP_URL, ...observed })], providers: [NoOp] })
+  @Module({
+    imports: [BatchesModule.forRoot({ broker: AMQP_URL, ...(resultBackend && { resultBackend }), ...observed })],
+    providers: [Handler],
+  })
   class BenchModule {}
 
   const app = await NestFactory.createMicroservice<AsyncMicroserviceOptions>(BenchModule, {
@@ -36,15 +44,28 @@ export async function batchesWorker({ n, queue, flushEvery = 100, observability 
     logger: ['error'],
   });
   const seen = observe(observability, app);
-  // Timed from the first delivery, like the other consumers: connecting is not consuming.
-  let started = 0;
+  // Timed from the first delivery to the ack of the last one (after its result is stored), like the other consumers.
+  const window = new MeasuredWindow();
+  let received = 0;
+  let lastTag = 0;
+  const watched = new WeakSet<object>();
   const broker = app.get<Broker>(BATCHES_BROKER);
   const consume = broker.consume.bind(broker);
   broker.consume = (name, options, onDelivery) =>
     consume(name, options, (delivery) => {
-      if (started === 0) started = performance.now();
+      window.begin();
+      if (++received === n) lastTag = delivery.deliveryTag;
+      const channel = delivery.channel;
+      if (!watched.has(channel)) {
+        watched.add(channel);
+        const ack = channel.ack.bind(channel);
+        channel.ack = (tag, multiple) => {
+          ack(tag, multiple);
+          if (lastTag !== 0 && (tag === lastTag || (multiple && tag > lastTag))) window.end();
+        };
+      }
       onDelivery(delivery);
     });
   const suffix = observability && observability !== 'off' ? `, ${observability}` : '';
-  return drainWith(app, finished, () => started, `nestjs-batches flushEvery ${flushEvery}${suffix}`, n, seen);
+  return drainWith(app, window, `${batchesWorkerName(flushEvery, format, Boolean(resultBackend))}${suffix}`, n, seen);
 }

@@ -39,7 +39,7 @@ interface Drain {
  * A worker that makes no progress for 3 s is reported as stalled instead of being waited out
  * (python/bench_app.py works around the kombu bug that used to cause it).
  */
-async function runWorker(channel: Channel, queue: string, n: number, pool: CeleryPool): Promise<Drain> {
+async function runWorker(channel: Channel, queue: string, n: number, pool: CeleryPool, resultBackend?: string): Promise<Drain> {
   const concurrency = pool === 'solo' ? '1' : '2';
   const worker = spawn(
     PYTHON,
@@ -60,7 +60,11 @@ async function runWorker(channel: Channel, queue: string, n: number, pool: Celer
       '--without-mingle',
       '--without-heartbeat',
     ],
-    { cwd: APP_DIR, env: { ...process.env, CELERY_QUEUE: queue, BROKER_URL: AMQP_URL }, stdio: ['ignore', 'ignore', 'pipe'] },
+    {
+      cwd: APP_DIR,
+      env: { ...process.env, CELERY_QUEUE: queue, BROKER_URL: AMQP_URL, CELERY_RESULT_BACKEND: resultBackend ?? '' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
   );
   let stderr = '';
   worker.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
@@ -107,14 +111,21 @@ async function runWorker(channel: Channel, queue: string, n: number, pool: Celer
   }
 }
 
-/** Python Celery (Debian's python3-celery) with a plain no-op task on the same Celery-format backlog. */
-export async function celeryWorker({ n, queue }: RunOptions, pool: CeleryPool): Promise<Measurement> {
+export const celeryName = (pool: CeleryPool, results: boolean): string =>
+  `Python Celery ${pool === 'solo' ? '-P solo' : 'prefork -c 2'}${results ? ', results in Redis' : ''} [full]`;
+
+/**
+ * Python Celery (Debian's python3-celery) on the same Celery-format backlog: a plain no-op task
+ * (`ignore_result`), or with `resultBackend` one returning its argument, stored by Celery's Redis backend.
+ */
+export async function celeryWorker({ n, queue, resultBackend }: RunOptions, pool: CeleryPool): Promise<Measurement> {
   const connection = await amqplib.connect(AMQP_URL);
   try {
-    const drain = await runWorker(await connection.createChannel(), queue, n, pool);
+    const drain = await runWorker(await connection.createChannel(), queue, n, pool, resultBackend);
     return {
-      system: `Python Celery ${pool === 'solo' ? '-P solo' : 'prefork -c 2'}`,
+      system: celeryName(pool, Boolean(resultBackend)),
       rate: drain.drained / drain.seconds,
+      messages: drain.drained,
       cpuSeconds: drain.cpuSeconds,
       peakRssMb: drain.peakRssMb,
       // A stalled run's rate is over the part that drained.

@@ -8,6 +8,8 @@ const RATE = 200;
 const INTERVAL = 100;
 const SECONDS = 10;
 
+export const LATENESS = `interval flush lateness (${RATE} msg/s, ${INTERVAL} ms)`;
+
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
@@ -51,8 +53,9 @@ export async function intervalLateness({ queue }: RunOptions): Promise<Measureme
     .map((at, i) => at - flushes[i + 1] - INTERVAL)
     .toSorted((a, b) => a - b);
   return {
-    system: 'interval flush lateness (200 msg/s, 100 ms)',
+    system: LATENESS,
     rate: sent / SECONDS,
+    messages: sent,
     ...measured,
     extra: { p50Ms: percentile(late, 50), p99Ms: percentile(late, 99), maxMs: late.at(-1) ?? 0, flushes: late.length },
   };

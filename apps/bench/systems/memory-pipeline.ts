@@ -10,11 +10,15 @@ import {
   type MemoryBroker,
   type SimpleRequest,
 } from 'nestjs-batches';
-import { usage, type Measurement, type RunOptions } from '../measurement.js';
+import { MeasuredWindow, type Measurement, type RunOptions } from '../measurement.js';
 import { observabilityOptions, observe, PRODUCER_TRACEPARENT, tracesProducers } from '../observability.js';
 
 /** Handled before the clock starts, so the figure is the warmed-up (JIT-compiled) pipeline a running worker has. */
-const WARM_UP = 20_000;
+export const WARM_UP = 20_000;
+
+/** Message `i` of the in-process runs: a Celery task as Python sends it (full header table). */
+export const memoryMessage = (i: number, headers?: Record<string, unknown>) =>
+  encodeTaskMessage({ task: 'bench.noop', args: [i], headers }, 'full');
 
 /**
  * The in-process pipeline alone: memory:// broker, decode, buffer, no-op handler, ack. With
@@ -26,11 +30,8 @@ export async function memoryPipeline({ n, flushEvery = 100, observability }: Run
   const total = n + WARM_UP;
   const observed = await observabilityOptions(observability);
   let handled = 0;
-  let started = 0;
-  let timed = n;
-  let cpu = process.cpuUsage();
-  let done!: () => void;
-  const finished = new Promise<void>((resolve) => (done = resolve));
+  let timed = 0;
+  const window = new MeasuredWindow();
 
   @Injectable()
   class NoOp {
@@ -38,12 +39,12 @@ export async function memoryPipeline({ n, flushEvery = 100, observability }: Run
     handle(requests: SimpleRequest[]): void {
       handled += requests.length;
       // Batches can end past the warm-up (an interval flush makes a short one), so count what is left then.
-      if (started === 0 && handled >= WARM_UP) {
-        started = performance.now();
-        cpu = process.cpuUsage();
+      if (timed === 0 && handled >= WARM_UP) {
+        window.begin();
         timed = total - handled;
       }
-      if (handled >= total) setImmediate(done);
+      // The last batch is acked right after this returns; the window closes after that turn.
+      if (handled >= total) setImmediate(() => window.end());
     }
   }
 
@@ -60,15 +61,13 @@ export async function memoryPipeline({ n, flushEvery = 100, observability }: Run
   await broker.declareQueue('bench');
   const headers = tracesProducers(observability) ? { traceparent: PRODUCER_TRACEPARENT } : undefined;
   for (let i = 0; i < total; i++) {
-    const { body, properties } = encodeTaskMessage({ task: 'bench.noop', args: [i], headers }, 'full');
+    const { body, properties } = memoryMessage(i, headers);
     await broker.publish({ exchange: 'bench', routingKey: 'bench', body, properties });
   }
   await app.listen();
-  await finished;
-  const seconds = (performance.now() - started) / 1000;
-  const measured = usage(cpu);
+  await window.ended;
   const extra = await seen();
   await app.close();
   const system = `memory:// pipeline flushEvery ${flushEvery}${observability && observability !== 'off' ? `, ${observability}` : ''}`;
-  return { system, rate: timed / seconds, ...measured, ...(extra && { extra }) };
+  return window.measurement(system, timed, extra);
 }

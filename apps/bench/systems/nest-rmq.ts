@@ -2,14 +2,12 @@ import { Controller, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Ctx, EventPattern, RmqContext, Transport, type MicroserviceOptions } from '@nestjs/microservices';
 import type { Channel, Message } from 'amqplib';
-import { AMQP_URL, drainWith, type Measurement, type RunOptions } from '../measurement.js';
+import { AMQP_URL, drainWith, MeasuredWindow, type Measurement, type RunOptions } from '../measurement.js';
 
-/** Nest's built-in RMQ transport: an @EventPattern no-op, acking each message through RmqContext. */
-export async function nestRmq({ n, queue, variant }: RunOptions & { variant?: string }): Promise<Measurement> {
+/** Nest's built-in RMQ transport: an @EventPattern no-op, acking each message through RmqContext; `variant` names the backlog. */
+export async function nestRmq({ n, queue, variant }: RunOptions): Promise<Measurement> {
   let handled = 0;
-  let started = 0;
-  let done!: () => void;
-  const finished = new Promise<void>((resolve) => (done = resolve));
+  const window = new MeasuredWindow();
 
   @Controller()
   class NoOpController {
@@ -17,9 +15,9 @@ export async function nestRmq({ n, queue, variant }: RunOptions & { variant?: st
     // Nest 12 types pattern handlers' extra parameters as unknown.
     handle(_data: unknown, @Ctx() ctx: unknown): void {
       const context = ctx as RmqContext;
-      if (handled === 0) started = performance.now();
+      window.begin();
       (context.getChannelRef() as Channel).ack(context.getMessage() as Message);
-      if (++handled === n) done();
+      if (++handled === n) window.end();
     }
   }
 
@@ -31,5 +29,5 @@ export async function nestRmq({ n, queue, variant }: RunOptions & { variant?: st
     options: { urls: [AMQP_URL], queue, noAck: false, prefetchCount: 1000, queueOptions: { durable: true } },
     logger: ['error'],
   });
-  return drainWith(app, finished, () => started, `Nest's RMQ transport${variant ? ` (${variant})` : ''}`, n);
+  return drainWith(app, window, `Nest's RMQ transport${variant ? `, ${variant}` : ''}`, n);
 }

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 const TICKS_PER_SECOND = 100;
 
 /** A process and its descendants (a prefork worker's children do the work). */
-function tree(pid: number): number[] {
+export function tree(pid: number): number[] {
   let children: number[] = [];
   try {
     children = execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })

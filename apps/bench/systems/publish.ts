@@ -1,22 +1,25 @@
 import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import amqplib from 'amqplib';
-import { BatchClient, BatchesModule, encodeTaskMessage } from 'nestjs-batches';
+import { BATCHES_BROKER, BatchClient, BatchesModule, type Broker } from 'nestjs-batches';
+import { backlogMessage, declareBacklogQueue, taskId } from '../backlog.js';
 import { AMQP_URL, usage, type Measurement, type RunOptions } from '../measurement.js';
 
 const WINDOW = 1000;
 
-/** Raw amqplib on a confirm channel: windows of 1000 publishes, then waitForConfirms. */
-export async function rawPublish({ n, queue }: RunOptions): Promise<Measurement> {
+/**
+ * Raw amqplib on a confirm channel, windows of 1000 publishes then waitForConfirms, through the
+ * queue's exchange as Celery sends: how every backlog of the bench is filled, so each backlog of a
+ * Celery format is also a measurement of raw publishing.
+ */
+export async function rawPublish({ n, queue, backlog: format = 'full', idPrefix }: RunOptions): Promise<Measurement> {
   const connection = await amqplib.connect(AMQP_URL);
   const channel = await connection.createConfirmChannel();
-  await channel.assertExchange(queue, 'direct', { durable: true });
-  await channel.assertQueue(queue, { durable: true });
-  await channel.bindQueue(queue, queue, queue);
+  await declareBacklogQueue(channel, queue);
   const cpu = process.cpuUsage();
   const started = performance.now();
   for (let i = 0; i < n; i++) {
-    const { body, properties } = encodeTaskMessage({ task: 'bench.noop', args: [i] }, 'full');
+    const { body, properties } = backlogMessage(format, i, idPrefix === undefined ? undefined : taskId(idPrefix, i));
     channel.publish(queue, queue, body, properties);
     if (i % WINDOW === WINDOW - 1) await channel.waitForConfirms();
   }
@@ -24,16 +27,22 @@ export async function rawPublish({ n, queue }: RunOptions): Promise<Measurement>
   const seconds = (performance.now() - started) / 1000;
   const measured = usage(cpu);
   await connection.close();
-  return { system: 'publish: raw amqplib confirm channel', rate: n / seconds, ...measured };
+  return { system: `publish: raw amqplib confirm channel [${format}]`, rate: n / seconds, messages: n, ...measured };
 }
 
-/** BatchClient.delay, the same windows of 1000 in flight, each resolved by its broker confirm. */
-export async function clientPublish({ n, queue }: RunOptions): Promise<Measurement> {
-  @Module({ imports: [BatchesModule.forRoot({ broker: AMQP_URL, defaultQueue: queue })] })
+/** BatchClient.delay in `format`, the same windows of 1000 in flight, each resolved by its broker confirm. */
+export async function clientPublish({ n, queue, format = 'lean' }: RunOptions): Promise<Measurement> {
+  // `hostname` as encodeTaskMessage's default origin, so the messages are those of the raw publisher's backlog.
+  @Module({
+    imports: [BatchesModule.forRoot({ broker: AMQP_URL, defaultQueue: queue, messageFormat: format, hostname: 'nestjs-batches' })],
+  })
   class PublishModule {}
   const app = await NestFactory.createApplicationContext(PublishModule, { logger: ['error'] });
   const client = app.get(BatchClient);
-  await client.delay('bench.warmup'); // connects and declares the queue
+  // Connected and declared before the clock starts, without a message that would join the backlog.
+  const broker = app.get<Broker>(BATCHES_BROKER);
+  await broker.ready();
+  await broker.declareQueue(queue);
   const cpu = process.cpuUsage();
   const started = performance.now();
   for (let sent = 0; sent < n; sent += WINDOW) {
@@ -43,5 +52,5 @@ export async function clientPublish({ n, queue }: RunOptions): Promise<Measureme
   const seconds = (performance.now() - started) / 1000;
   const measured = usage(cpu);
   await app.close();
-  return { system: 'publish: BatchClient.delay', rate: n / seconds, ...measured };
+  return { system: `publish: BatchClient.delay [${format}]`, rate: n / seconds, messages: n, ...measured };
 }
