@@ -143,7 +143,7 @@ export class BatchesMetrics implements OnModuleInit, OnApplicationShutdown {
     return {
       batches: new prom.Counter({
         name: `${prefix}batches_total`,
-        help: 'Batches flushed from their buffer, by task and flush reason (count, interval, shutdown).',
+        help: 'Batches flushed from their buffer, by task and flush reason (count, interval, idle, evicted, shutdown).',
         labelNames: ['task', 'reason'],
         registers,
       }),
