@@ -9,9 +9,12 @@
 //  - Python Celery for the interop tests (python3-celery, python3-redis, imported by
 //    /usr/bin/python3 or CELERY_PYTHON): installed with apt-get when missing and we can; otherwise
 //    those tests skip themselves and we say so.
+//  - Debian's Chromium for the monitor page's browser test (/usr/bin/chromium, or CHROMIUM): installed
+//    with apt-get when missing and we can, in an install of its own, so that a failure only skips
+//    that test; otherwise it skips itself and we say why.
 //
-// apt-get runs only when something is missing (one `apt-get update`, one `apt-get install`), so a
-// run where everything is up only probes: well under 2 s.
+// apt-get runs only when something is missing (one `apt-get update`, then the installs), so a run
+// where everything is up only probes: well under 2 s.
 import { spawn } from 'node:child_process';
 import { accessSync, closeSync, constants, existsSync, openSync } from 'node:fs';
 import { createConnection, isIP } from 'node:net';
@@ -24,6 +27,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, '');
 const PYTHON = process.env.CELERY_PYTHON || '/usr/bin/python3';
 const DEBIAN_PYTHON = '/usr/bin/python3';
 const CELERY_PACKAGES = ['python3-celery', 'python3-redis'];
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const DEBIAN_CHROMIUM = '/usr/bin/chromium';
 const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '::1']);
 const SBIN = ['/usr/local/sbin', '/usr/sbin', '/sbin'];
 const RABBITMQ_PORT_WAIT = 90; // s, for the port after `rabbitmq-server -detached`
@@ -475,18 +480,44 @@ if (unavailable.length > 0 || remoteDown.length > 0) {
   }
 }
 
-if (toInstall.size > 0) {
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const lock = ['-o', 'DPkg::Lock::Timeout=300'];
-  for (const [name, why] of toInstall) console.log(`installing ${name} with apt-get (${why})…`);
-  const update = await run(aptGet, ['update', '-qq', ...lock], { env, timeout: APT_TIMEOUT });
-  if (update.code !== 0) die(`apt-get update failed (exit ${update.code}):\n${lastLines(update.output, 20)}`);
-  const install = await run(aptGet, ['install', '-y', '-qq', ...lock, ...toInstall.keys()], { env, timeout: APT_TIMEOUT });
-  if (install.code !== 0) {
-    die(`apt-get install ${[...toInstall.keys()].join(' ')} failed (exit ${install.code}):\n${lastLines(install.output, 30)}`);
+const aptEnv = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+const aptLock = ['-o', 'DPkg::Lock::Timeout=300'];
+let aptUpdated = false;
+
+/** `apt-get update` (once), then `apt-get install` of `packages`: an error message, or undefined when installed. */
+async function aptInstall(packages) {
+  if (!aptUpdated) {
+    const update = await run(aptGet, ['update', '-qq', ...aptLock], { env: aptEnv, timeout: APT_TIMEOUT });
+    if (update.code !== 0) return `apt-get update failed (exit ${update.code}):\n${lastLines(update.output, 20)}`;
+    aptUpdated = true;
   }
+  const install = await run(aptGet, ['install', '-y', '-qq', ...aptLock, ...packages], { env: aptEnv, timeout: APT_TIMEOUT });
+  if (install.code !== 0) return `apt-get install ${packages.join(' ')} failed (exit ${install.code}):\n${lastLines(install.output, 30)}`;
+  return undefined;
+}
+
+if (toInstall.size > 0) {
+  for (const [name, why] of toInstall) console.log(`installing ${name} with apt-get (${why})…`);
+  const problem = await aptInstall([...toInstall.keys()]);
+  if (problem) die(problem);
   if (!celeryOk && PYTHON === DEBIAN_PYTHON && !(await celeryImportable())) celerySkipped = 'still';
 }
+
+// Not needed by the other tests: a Chromium that cannot be had skips its test and stops nothing.
+let chromiumSkipped;
+if (!existsSync(CHROMIUM)) {
+  if (CHROMIUM !== DEBIAN_CHROMIUM) {
+    chromiumSkipped = `CHROMIUM=${CHROMIUM} does not exist`;
+  } else if (!canApt) {
+    chromiumSkipped = `${uid !== 0 ? 'not root' : 'no apt-get'}; as root: apt-get install chromium`;
+  } else {
+    console.log('installing chromium with apt-get (the monitor page test drives a headless Chromium)…');
+    const problem = await aptInstall(['chromium']);
+    if (problem) chromiumSkipped = problem;
+    else if (!existsSync(CHROMIUM)) chromiumSkipped = `apt-get install chromium left no ${CHROMIUM}`;
+  }
+}
+if (chromiumSkipped) console.log(`No Chromium at ${CHROMIUM} (${chromiumSkipped}): the monitor page's browser test will be skipped.`);
 
 const problems = (
   await Promise.all([...toStart.map((service) => startLocal(service)), toCompose.length > 0 ? startWithCompose(toCompose) : []])

@@ -82,3 +82,14 @@ export { BatchesMetrics, type RequestOutcome } from './observability/batches-met
 export { DEFAULT_METRICS_PREFIX, type BatchesMetricsOptions, type MetricsRegistry } from './observability/metrics-options.js';
 export { BatchesHealthIndicator, type BatchesHealthDetails, type BatchesHealthResult } from './observability/batches-health.indicator.js';
 export type { TracingOption, TracerLike } from './observability/batches-tracing.js';
+export { BatchesMonitorModule } from './monitor/batches-monitor.module.js';
+export type { BatchesMonitorAsyncOptions } from './monitor/batches-monitor.module-definition.js';
+export { BatchesMonitorController } from './monitor/batches-monitor.controller.js';
+export type { BatchesMonitorOptions, BatchesMonitorRoute } from './monitor/monitor.options.js';
+export type {
+  MonitorSnapshot,
+  MonitorTaskSnapshot,
+  MonitorQueueSnapshot,
+  MonitorRequestSample,
+  MonitorSpread,
+} from './monitor/monitor-snapshot.js';
