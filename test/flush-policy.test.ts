@@ -138,9 +138,9 @@ describe("flush: 'adaptive' on RabbitMQ", () => {
   });
 });
 
-describe('groupBy on RabbitMQ', () => {
-  const tenantOf = (request: SimpleRequest): string => String(request.kwargs.tenant);
+const tenantOf = (request: SimpleRequest): string => String(request.kwargs.tenant);
 
+describe('groupBy on RabbitMQ', () => {
   it('never mixes keys in a batch: 20 tenants interleaved, each flushed by count', async () => {
     const { app, handler, client, flushes } = await worker('grouped.insert', {
       groupBy: tenantOf,
@@ -167,7 +167,7 @@ describe('groupBy on RabbitMQ', () => {
           .map((request) => request.kwargs.seq as number);
         assert.deepEqual(
           seqs,
-          [...seqs].sort((a, b) => a - b),
+          seqs.toSorted((a, b) => a - b),
         );
       }
     } finally {

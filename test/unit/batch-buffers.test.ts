@@ -27,6 +27,12 @@ function harness(options: BatchBuffersOptions) {
 
 const byKey = (request: { kwargs: Record<string, unknown> }) => String(request.kwargs.key);
 
+/** Throws for the key 'bad'. */
+function throwingGroupBy(request: { kwargs: Record<string, unknown> }): string {
+  if (request.kwargs.key === 'bad') throw new Error('no tenant');
+  return byKey(request);
+}
+
 describe('batchBuffers', () => {
   it("with groupBy, each key's interval counts from its own first request", (t) => {
     t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
@@ -85,11 +91,7 @@ describe('batchBuffers', () => {
 
   it('a throwing groupBy loses nothing: the request is batched under the empty key', (t) => {
     t.mock.timers.enable({ apis: ['setTimeout', 'setImmediate'] });
-    const groupBy = (request: { kwargs: Record<string, unknown> }) => {
-      if (request.kwargs.key === 'bad') throw new Error('no tenant');
-      return byKey(request);
-    };
-    const { input, flushes } = harness({ flushEvery: 2, flushInterval: 1_000, groupBy, maxGroups: 4 });
+    const { input, flushes } = harness({ flushEvery: 2, flushInterval: 1_000, groupBy: throwingGroupBy, maxGroups: 4 });
     input.next(envelope('bad', 0));
     input.next(envelope('bad', 1));
     assert.deepEqual(flushes, [{ keys: ['bad'], seqs: [0, 1], reason: 'count' }]);

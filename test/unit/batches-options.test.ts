@@ -176,6 +176,8 @@ describe('option errors name the option and the fix', () => {
 });
 
 /** A handler's resolved options with defaults but for `options`. */
+const groupBy = (): string => 'k';
+
 function handler(options: Partial<ResolvedHandlerOptions>): ResolvedHandlerOptions {
   return { ...handlerOptions({}), ...options };
 }
@@ -213,7 +215,6 @@ describe('derivePrefetch', () => {
   });
 
   it('gives a groupBy handler a filling buffer per key: flushEvery × (concurrency + maxGroups)', () => {
-    const groupBy = () => 'k';
     assert.equal(derivePrefetch('q', [handler({ flushEvery: 100, concurrency: 2, groupBy, maxGroups: 40 })]), 100 * 42);
     assert.equal(handlerOptions({ groupBy }).maxGroups, 32, 'maxGroups defaults to 32');
   });
@@ -221,7 +222,6 @@ describe('derivePrefetch', () => {
 
 describe('flush policy options', () => {
   it('takes adaptive with a coalescing window, and groupBy with maxGroups', () => {
-    const groupBy = () => 'k';
     const resolved = handlerOptions({ flush: 'adaptive', coalesceMs: 5, groupBy, maxGroups: 4 });
     assert.equal(resolved.flush, 'adaptive');
     assert.equal(resolved.coalesceMs, 5);
