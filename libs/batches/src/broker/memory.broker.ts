@@ -108,8 +108,7 @@ export class MemoryBroker implements Broker {
 }
 
 class MemoryQueue {
-  private ready: StoredMessage[] = [];
-  private head = 0;
+  private readonly waiting = new WaitingMessages();
   private readonly consumers: MemoryConsumer[] = [];
   private next = 0;
   private scheduled = false;
@@ -117,15 +116,15 @@ class MemoryQueue {
   private emptied: Array<() => void> = [];
 
   push(message: StoredMessage): void {
-    this.ready.push(message);
+    this.waiting.push(message);
     this.schedule();
   }
 
   /** Puts unacked messages back at the front, marked redelivered, as RabbitMQ does. */
   requeue(messages: StoredMessage[]): void {
-    const rest = this.ready.slice(this.head);
-    this.ready = [...messages.map((message) => message.redelivery()), ...rest];
-    this.head = 0;
+    const rest = this.waiting.takeAll();
+    for (const message of messages) this.waiting.push(message.redelivery());
+    for (const message of rest) this.waiting.push(message);
     this.schedule();
   }
 
@@ -142,19 +141,17 @@ class MemoryQueue {
   }
 
   stats(): { ready: number; unacked: number } {
-    return { ready: this.ready.length - this.head, unacked: this.consumers.reduce((sum, consumer) => sum + consumer.unackedCount, 0) };
+    return { ready: this.waiting.size, unacked: this.consumers.reduce((sum, consumer) => sum + consumer.unackedCount, 0) };
   }
 
   /** Resolves once every waiting message has been handed to a consumer. */
   drained(): Promise<void> {
-    if (this.head >= this.ready.length) return Promise.resolve();
+    if (this.waiting.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.emptied.push(resolve));
   }
 
   take(): StoredMessage[] {
-    const taken = this.ready.slice(this.head);
-    this.ready = [];
-    this.head = 0;
+    const taken = this.waiting.takeAll();
     this.wakeDrainers();
     return taken;
   }
@@ -179,22 +176,16 @@ class MemoryQueue {
   /** Round-robins waiting messages over consumers with room in their prefetch window. */
   private dispatch(): void {
     let idle = 0;
-    while (this.head < this.ready.length && this.consumers.length > 0 && idle < this.consumers.length) {
+    while (this.waiting.size > 0 && this.consumers.length > 0 && idle < this.consumers.length) {
       const consumer = this.consumers[this.next++ % this.consumers.length];
       if (!consumer.hasRoom) {
         idle++;
         continue;
       }
       idle = 0;
-      const message = this.ready[this.head];
-      this.ready[this.head++] = undefined as unknown as StoredMessage;
-      consumer.deliver(message);
+      consumer.deliver(this.waiting.shift());
     }
-    if (this.head > 1024 && this.head * 2 > this.ready.length) {
-      this.ready = this.ready.slice(this.head);
-      this.head = 0;
-    }
-    if (this.head >= this.ready.length) this.wakeDrainers();
+    if (this.waiting.size === 0) this.wakeDrainers();
   }
 
   private wakeDrainers(): void {
@@ -204,11 +195,58 @@ class MemoryQueue {
   }
 }
 
+/** Messages taken from the front in chunks of this many: the spent chunk is dropped, nothing is copied. */
+const CHUNK = 1024;
+
+/** A queue's waiting messages, oldest first: pushing and taking the front are O(1). */
+class WaitingMessages {
+  private chunks: Array<Array<StoredMessage | undefined>> = [[]];
+  /** Index of the oldest message in the first chunk. */
+  private front = 0;
+  size = 0;
+
+  push(message: StoredMessage): void {
+    let last = this.chunks[this.chunks.length - 1];
+    if (last.length === CHUNK) this.chunks.push((last = []));
+    last.push(message);
+    this.size++;
+  }
+
+  /** Takes the oldest message; only while `size > 0`. */
+  shift(): StoredMessage {
+    const chunk = this.chunks[0];
+    const message = chunk[this.front] as StoredMessage;
+    chunk[this.front++] = undefined;
+    this.size--;
+    if (this.front === CHUNK) {
+      this.front = 0;
+      this.chunks.shift();
+      if (this.chunks.length === 0) this.chunks.push([]);
+    }
+    return message;
+  }
+
+  takeAll(): StoredMessage[] {
+    const taken: StoredMessage[] = [];
+    while (this.size > 0) taken.push(this.shift());
+    return taken;
+  }
+}
+
 class MemoryConsumer implements QueueConsumer, DeliveryChannel {
   open = true;
   private consuming = true;
-  private nextTag = 1;
-  private readonly unacked = new Map<number, StoredMessage>();
+  /**
+   * Delivered messages in tag order in a ring that doubles when full, `undefined` once acked: tags
+   * rise by one, so the message of tag `t` is `t - firstTag` slots after `start`, and delivering
+   * and acking need no map and allocate nothing.
+   */
+  private ring = Array.from<StoredMessage | undefined>({ length: 64 });
+  private start = 0;
+  /** Slots in use from `start` (acked ones behind an unacked one included), and the tag of the first. */
+  private used = 0;
+  private firstTag = 1;
+  private unacked = 0;
 
   constructor(
     private readonly queue: MemoryQueue,
@@ -217,33 +255,42 @@ class MemoryConsumer implements QueueConsumer, DeliveryChannel {
   ) {}
 
   get hasRoom(): boolean {
-    return this.consuming && this.unacked.size < this.prefetch;
+    return this.consuming && this.unacked < this.prefetch;
   }
 
   get unackedCount(): number {
-    return this.unacked.size;
+    return this.unacked;
   }
 
   deliver(message: StoredMessage): void {
-    message.deliveryTag = this.nextTag++;
+    if (this.used === this.ring.length) this.grow();
+    message.deliveryTag = this.firstTag + this.used;
     message.channel = this;
-    this.unacked.set(message.deliveryTag, message);
+    this.ring[(this.start + this.used) & (this.ring.length - 1)] = message;
+    this.used++;
+    this.unacked++;
     this.onDelivery(message);
   }
 
   ack(deliveryTag: number, multiple: boolean): void {
     if (!this.open) return;
-    if (!this.unacked.has(deliveryTag)) {
+    const offset = deliveryTag - this.firstTag;
+    const mask = this.ring.length - 1;
+    if (!(offset >= 0 && offset < this.used && this.ring[(this.start + offset) & mask] !== undefined)) {
       // RabbitMQ closes the channel on an unknown tag (PRECONDITION_FAILED); fail as loudly.
       throw new Error(`memory broker: unknown delivery tag ${deliveryTag}`);
     }
-    if (multiple) {
-      for (const tag of this.unacked.keys()) {
-        if (tag > deliveryTag) break;
-        this.unacked.delete(tag);
-      }
-    } else {
-      this.unacked.delete(deliveryTag);
+    for (let at = multiple ? 0 : offset; at <= offset; at++) {
+      const slot = (this.start + at) & mask;
+      if (this.ring[slot] === undefined) continue;
+      this.ring[slot] = undefined;
+      this.unacked--;
+    }
+    // Acked messages at the front leave the ring.
+    while (this.used > 0 && this.ring[this.start] === undefined) {
+      this.start = (this.start + 1) & mask;
+      this.used--;
+      this.firstTag++;
     }
     this.queue.schedule();
   }
@@ -267,7 +314,23 @@ class MemoryConsumer implements QueueConsumer, DeliveryChannel {
     if (!this.open) return;
     this.open = false;
     this.queue.removeConsumer(this);
-    this.queue.requeue([...this.unacked.values()]);
-    this.unacked.clear();
+    const unacked: StoredMessage[] = [];
+    for (let offset = 0; offset < this.used; offset++) {
+      const message = this.ring[(this.start + offset) & (this.ring.length - 1)];
+      if (message !== undefined) unacked.push(message);
+    }
+    this.ring.fill(undefined);
+    this.firstTag += this.used;
+    this.used = 0;
+    this.unacked = 0;
+    this.queue.requeue(unacked);
+  }
+
+  /** Doubles the ring, its messages moved to the front in order. */
+  private grow(): void {
+    const ring = Array.from<StoredMessage | undefined>({ length: this.ring.length * 2 });
+    for (let offset = 0; offset < this.used; offset++) ring[offset] = this.ring[(this.start + offset) & (this.ring.length - 1)];
+    this.ring = ring;
+    this.start = 0;
   }
 }

@@ -30,8 +30,9 @@ export class WorkerActivity implements WorkerState {
   /** `eventsEnabled` now and on every change (the Celery event sender follows it). */
   readonly eventsEnabled$: Observable<boolean> = this.eventsSwitch.pipe(distinctUntilChanged());
   private readonly logger = new Logger('BatchesServer');
-  /** Per task, its buffered requests in arrival order: batches leave a buffer from its front. */
+  /** Per task, its buffered requests in arrival order: batches leave from the front (grouped ones may pass it). */
   private readonly buffered = new Map<string, BufferedRequests>();
+  private lastBuffered?: BufferedRequests;
   private readonly running = new Set<{ requests: readonly SimpleRequest[]; timeStart: number }>();
   private readonly totals = new Map<string, number>();
 
@@ -59,10 +60,15 @@ export class WorkerActivity implements WorkerState {
 
   /** The worker buffered a request (it goes to a pipeline). */
   reserve(request: SimpleRequest): void {
-    let queue = this.buffered.get(request.name);
-    if (!queue) {
-      queue = new BufferedRequests();
-      this.buffered.set(request.name, queue);
+    // Requests come in runs of one task: the last task's buffer, without a map lookup.
+    let queue = this.lastBuffered;
+    if (queue?.task !== request.name) {
+      queue = this.buffered.get(request.name);
+      if (!queue) {
+        queue = new BufferedRequests(request.name);
+        this.buffered.set(request.name, queue);
+      }
+      this.lastBuffered = queue;
     }
     queue.push(request);
   }
@@ -72,8 +78,8 @@ export class WorkerActivity implements WorkerState {
    * REVOKED and acked (requests from a closed channel are left to the broker's redelivery).
    */
   admit(batch: readonly Envelope[], results: ResultBackend, acks: AckTrackers): readonly Envelope[] {
-    // A batch is the front of its task's buffer (one task per pipeline, flushed in order).
-    if (batch.length > 0) this.buffered.get(batch[0].request.name)?.shift(batch.length);
+    // A batch holds one task's requests (one pipeline per task).
+    if (batch.length > 0) this.buffered.get(batch[0].request.name)?.take(batch);
     if (this.revoked.size === 0 || !batch.some((envelope) => this.revoked.has(envelope.request.id))) return batch;
     const run: Envelope[] = [];
     for (const envelope of batch) {
@@ -156,27 +162,69 @@ export class WorkerActivity implements WorkerState {
   }
 }
 
-/** A FIFO of requests with O(1) push and shift-by-count (the array is compacted now and then). */
+/**
+ * One task's buffered requests in arrival order, in a ring that doubles when full (no allocation
+ * per request). Batches usually leave from the front; a grouped one (`groupBy`) can pass older
+ * requests of other keys, and its requests are then skipped when they reach the front.
+ */
 class BufferedRequests {
-  private items: SimpleRequest[] = [];
-  private head = 0;
+  private ring = Array.from<SimpleRequest | undefined>({ length: 64 });
+  private start = 0;
+  private count = 0;
+  /** Requests that left out of order and are still behind the front. */
+  private taken = new Set<SimpleRequest>();
+
+  constructor(readonly task: string) {}
 
   push(request: SimpleRequest): void {
-    this.items.push(request);
+    if (this.count === this.ring.length) this.grow();
+    this.ring[(this.start + this.count) & (this.ring.length - 1)] = request;
+    this.count++;
   }
 
-  shift(count: number): void {
-    this.head = Math.min(this.head + count, this.items.length);
-    if (this.head === this.items.length) {
-      this.items = [];
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
+  /** The requests of `batch` (in buffer order, as every batch is) left the buffer. */
+  take(batch: readonly Envelope[]): void {
+    const size = batch.length;
+    if (size <= this.count && this.at(0) === batch[0].request && this.at(size - 1) === batch[size - 1].request) {
+      // First and last at the front: in buffer order, the batch is the whole front.
+      for (let index = 0; index < size; index++) this.shift();
+    } else {
+      for (let index = 0; index < size; index++) {
+        const { request } = batch[index];
+        if (this.count > 0 && this.at(0) === request) this.shift();
+        else this.taken.add(request);
+      }
     }
+    if (this.taken.size === 0) return;
+    while (this.count > 0 && this.taken.delete(this.at(0) as SimpleRequest)) this.shift();
+    // A request never buffered here (none is, in the worker) must not stay in `taken`.
+    if (this.taken.size > this.count) this.taken = new Set(this.requests(true));
   }
 
-  requests(): SimpleRequest[] {
-    return this.items.slice(this.head);
+  /** The buffered requests, oldest first (with `taken`, only those that left out of order). */
+  requests(taken = false): SimpleRequest[] {
+    const requests: SimpleRequest[] = [];
+    for (let offset = 0; offset < this.count; offset++) {
+      const request = this.at(offset) as SimpleRequest;
+      if (this.taken.has(request) === taken) requests.push(request);
+    }
+    return requests;
+  }
+
+  private at(offset: number): SimpleRequest | undefined {
+    return this.ring[(this.start + offset) & (this.ring.length - 1)];
+  }
+
+  private shift(): void {
+    this.ring[this.start] = undefined;
+    this.start = (this.start + 1) & (this.ring.length - 1);
+    this.count--;
+  }
+
+  private grow(): void {
+    const ring = Array.from<SimpleRequest | undefined>({ length: this.ring.length * 2 });
+    for (let offset = 0; offset < this.count; offset++) ring[offset] = this.at(offset);
+    this.ring = ring;
+    this.start = 0;
   }
 }

@@ -44,11 +44,13 @@ export class BatchMarks implements MarkedBatch {
    */
   resolve(results: ResultBackend, requests: readonly SimpleRequest[], values: readonly unknown[]): Promise<void> {
     this.resolved = { requests, values };
-    const dateDone = celeryTimestamp();
+    // Read the clock only when a result is stored: ignoreResult batches store none.
+    let dateDone: string | undefined;
     const metas: TaskMeta[] = [];
     for (let index = 0; index < requests.length; index++) {
       const request = requests[index];
       if (request.ignoreResult) continue;
+      dateDone ??= celeryTimestamp();
       metas.push({
         status: 'SUCCESS',
         result: values[index],

@@ -1,4 +1,4 @@
-import { bufferTime, filter, lastValueFrom, map, mergeMap, Subject, tap, type Observable } from 'rxjs';
+import { bufferTime, filter, lastValueFrom, map, mergeMap, Observable, Subject, tap, type Subscriber } from 'rxjs';
 import type { BatchEvents, FlushReason } from '../events/batch-events.js';
 import type { RegisteredHandler } from '../handler.explorer.js';
 import { batchBuffers, type Flush, type HandlerLoad } from './batch-buffers.js';
@@ -11,7 +11,11 @@ import type { Envelope } from './envelope.js';
  * key), and runs at most `concurrency` batches at once, in order.
  */
 export class BatchPipeline implements HandlerLoad {
-  private readonly input = new Subject<Envelope>();
+  /** The buffer's one subscriber (`lastValueFrom` subscribes in the constructor), called directly: a Subject iterates its observers per message. */
+  private sink?: Subscriber<Envelope>;
+  private readonly input = new Observable<Envelope>((subscriber) => {
+    this.sink = subscriber;
+  });
   private readonly released = new Subject<void>();
   private readonly finished: Promise<unknown>;
   private draining = false;
@@ -65,13 +69,13 @@ export class BatchPipeline implements HandlerLoad {
 
   push(envelope: Envelope): void {
     if (this.events.observed) envelope.bufferedAt = Date.now();
-    this.input.next(envelope);
+    this.sink?.next(envelope);
   }
 
   /** Flushes the partial buffers through the handler and waits for every running batch. */
   async drain(): Promise<void> {
     this.draining = true;
-    this.input.complete();
+    this.sink?.complete();
     await this.finished;
     this.released.complete();
   }

@@ -1,4 +1,5 @@
 import type { Logger } from '@nestjs/common';
+import { PublishUnroutableError } from '../broker/broker-errors.js';
 import type { Delivery } from '../broker/broker.interface.js';
 import { hasWorkflow, type FinalState, type WorkflowSteps } from '../canvas/workflow-steps.js';
 import type { WorkerActivity } from '../control/worker-activity.js';
@@ -70,9 +71,9 @@ export class BatchRunner {
     // Revoked while buffered: stored REVOKED and acked instead of run.
     const batch = this.activity ? this.activity.admit(buffered, this.results, this.acks) : buffered;
     // Requests from a channel that died are redelivered by the broker: running them here would run them twice.
-    const live = batch.every(isLive) ? batch : batch.filter(isLive);
+    const live = allLive(batch) ? batch : batch.filter(isLive);
     if (live.length === 0) return undefined;
-    const requests = live.map((envelope) => envelope.request);
+    const requests = requestsOf(live);
     const marks = this.batches.track(requests);
     const running = this.activity?.started(requests);
     const { task } = this.handler;
@@ -115,27 +116,19 @@ export class BatchRunner {
     outcome: Outcome,
     runtimeMs: number,
   ): Promise<void> {
-    let done: Envelope[] = [];
+    let done: readonly Envelope[];
     const again: Array<{ envelope: Envelope; error: unknown }> = [];
     const returned = outcome.ok ? returnedValues(outcome.value, requests) : undefined;
-    // Most handlers mark nothing: then no request needs looking up.
-    const marked = marks.marks.size > 0;
-    const unmarked: SimpleRequest[] = [];
-    const values: unknown[] = [];
-    batch.forEach((envelope, index) => {
-      const mark = marked ? marks.marks.get(envelope.request.id) : undefined;
-      if (mark?.status === 'RETRY') {
-        again.push({ envelope, error: mark.result });
-      } else if (mark) {
-        done.push(envelope);
-      } else if (returned) {
-        unmarked.push(envelope.request);
-        values.push(returned(index));
-        done.push(envelope);
-      } else {
-        again.push({ envelope, error: outcome.ok ? undefined : outcome.error });
-      }
-    });
+    let unmarked: readonly SimpleRequest[];
+    let values: readonly unknown[];
+    if (returned !== undefined && marks.marks.size === 0) {
+      // Most handlers mark nothing: every request takes its returned value, none needs looking up.
+      done = batch;
+      unmarked = requestsOf(batch);
+      values = returned;
+    } else {
+      ({ done, unmarked, values } = this.partition(batch, marks, outcome, returned, again));
+    }
     // Beyond celery-batches: an unmarked request takes its returned value, or null, never PENDING forever.
     if (unmarked.length > 0) void marks.resolve(this.results, unmarked, values);
     if (!outcome.ok) this.logFailure(again.length, outcome.error);
@@ -150,12 +143,45 @@ export class BatchRunner {
       done = [];
     }
     if (this.events.observed) this.emitSettled(done, marks, unmarked, values, runtimeMs);
-    if (this.workflows) await this.followWorkflows(this.workflows, done, marks, unmarked, values);
-    const redelivered = await Promise.all(again.map(({ envelope, error }) => this.retryOrFail(envelope, error, runtimeMs)));
-    const toAck: Delivery[] = [];
-    for (const envelope of done) if (envelope.delivery) toAck.push(envelope.delivery);
+    const following = this.workflows && this.followWorkflows(this.workflows, done, marks, unmarked, values);
+    if (following) await following;
+    const redelivered =
+      again.length === 0 ? [] : await Promise.all(again.map(({ envelope, error }) => this.retryOrFail(envelope, error, runtimeMs)));
+    const toAck = deliveriesOf(done);
     for (const delivery of redelivered) if (delivery) toAck.push(delivery);
     this.acks.ack(toAck);
+  }
+
+  /**
+   * Splits a batch whose handler threw or marked requests: marked ones are done (or retried, for
+   * RETRY marks), unmarked ones take their returned value, or are retried when the handler threw.
+   */
+  private partition(
+    batch: readonly Envelope[],
+    marks: BatchMarks,
+    outcome: Outcome,
+    returned: readonly unknown[] | undefined,
+    again: Array<{ envelope: Envelope; error: unknown }>,
+  ): { done: Envelope[]; unmarked: SimpleRequest[]; values: unknown[] } {
+    const done: Envelope[] = [];
+    const unmarked: SimpleRequest[] = [];
+    const values: unknown[] = [];
+    for (let index = 0; index < batch.length; index++) {
+      const envelope = batch[index];
+      const mark = marks.marks.get(envelope.request.id);
+      if (mark?.status === 'RETRY') {
+        again.push({ envelope, error: mark.result });
+      } else if (mark) {
+        done.push(envelope);
+      } else if (returned) {
+        unmarked.push(envelope.request);
+        values.push(returned[index]);
+        done.push(envelope);
+      } else {
+        again.push({ envelope, error: outcome.ok ? undefined : outcome.error });
+      }
+    }
+    return { done, unmarked, values };
   }
 
   /**
@@ -166,39 +192,63 @@ export class BatchRunner {
     const { request, message, delivery, queue } = envelope;
     const { maxRetries, retryDelay } = this.handler.options;
     const retry = message.retries < maxRetries;
-    if (this.republisher && delivery) {
+    const { republisher } = this;
+    if (republisher && delivery) {
+      const publish = (): Promise<void> =>
+        retry ? republisher.retry(message, queue, retryDelay) : republisher.deadLetter(delivery, queue, exhausted(maxRetries, error));
       try {
-        if (retry) await this.republisher.retry(message, queue, retryDelay);
-        else await this.republisher.deadLetter(delivery, queue, exhausted(maxRetries, error));
+        await publish();
       } catch (publishError) {
+        const routable = publishError instanceof PublishUnroutableError && delivery.channel.open;
         this.logger.error(
-          `Could not ${retry ? 'retry' : 'dead-letter'} task ${request.id}; it stays unacked for redelivery: ${describe(publishError)}`,
+          `Could not ${retry ? 'retry' : 'dead-letter'} task ${request.id}; it stays unacked ` +
+            `${routable ? 'and is published again once the queue takes it' : 'for redelivery'}: ${describe(publishError)}`,
         );
+        // No queue took it (its node is down): held, not lost, and the batch goes on. Settled and acked once it is published.
+        if (routable) {
+          void republisher
+            .whenRoutable(publish, delivery)
+            .then(async (published) => {
+              if (!published) return;
+              await this.settleFailed(envelope, error, retry, runtimeMs);
+              this.acks.ack([delivery]);
+            })
+            .catch((settleError: unknown) => this.logger.error(`Could not settle task ${request.id}: ${describe(settleError)}`));
+        }
         return undefined;
       }
     }
-    const retried = retry && delivery !== undefined;
+    await this.settleFailed(envelope, error, retry && delivery !== undefined, runtimeMs);
+    return delivery;
+  }
+
+  /** Stores RETRY (`retried`) or FAILURE, with its event and, for a final failure, its errbacks and chord. */
+  private async settleFailed(envelope: Envelope, error: unknown, retried: boolean, runtimeMs: number): Promise<void> {
+    const { request } = envelope;
     if (this.events.observed) this.emitFailed(envelope, error, retried, runtimeMs);
     const stored = retried ? this.results.markAsRetry(request.id, error, request) : this.results.markAsFailure(request.id, error, request);
     await stored.catch((storeError: unknown) =>
       this.logger.error(`Could not store the state of task ${request.id}: ${describe(storeError)}`),
     );
     if (!retried && this.workflows && hasWorkflow(request)) await this.workflows.settled(request, 'FAILURE', exceptionInfo(error));
-    return delivery;
   }
 
-  /** Chains, callbacks, errbacks and chord counts of the requests settled without a retry (few have any). */
-  private async followWorkflows(
+  /**
+   * Chains, callbacks, errbacks and chord counts of the requests settled without a retry; nothing
+   * to wait for when none has any (most batches).
+   */
+  private followWorkflows(
     workflows: WorkflowSteps,
     done: readonly Envelope[],
     marks: BatchMarks,
     unmarked: readonly SimpleRequest[],
     values: readonly unknown[],
-  ): Promise<void> {
-    const involved = done.filter((envelope) => hasWorkflow(envelope.request));
-    if (involved.length === 0) return;
+  ): Promise<unknown> | undefined {
+    let involved: Envelope[] | undefined;
+    for (let index = 0; index < done.length; index++) if (hasWorkflow(done[index].request)) (involved ??= []).push(done[index]);
+    if (!involved) return undefined;
     const returned = new Map(unmarked.map((request, index) => [request.id, values[index]]));
-    await Promise.all(
+    return Promise.all(
       involved.map(({ request }) => {
         const mark = marks.marks.get(request.id);
         const state: FinalState = mark ? (mark.status as FinalState) : 'SUCCESS';
@@ -265,19 +315,44 @@ export class BatchRunner {
  * A handler's return value as per-request results, by index in `requests`: an array aligned with
  * the requests, or a Map keyed by request id. Anything else resolves every request with null.
  */
-function returnedValues(value: unknown, requests: readonly SimpleRequest[]): (index: number) => unknown {
-  if (Array.isArray(value) && value.length === requests.length) return (index) => value[index];
-  if (value instanceof Map) {
-    return (index) => {
-      const { id } = requests[index];
-      return value.has(id) ? value.get(id) : null;
-    };
+function returnedValues(value: unknown, requests: readonly SimpleRequest[]): unknown[] {
+  // A copy: the handler keeps its own array.
+  if (Array.isArray(value) && value.length === requests.length) return value.slice();
+  const values: unknown[] = [];
+  for (let index = 0; index < requests.length; index++) {
+    const { id } = requests[index];
+    values.push(value instanceof Map && value.has(id) ? value.get(id) : null);
   }
-  return () => null;
+  return values;
 }
 
 function isLive(envelope: Envelope): boolean {
   return envelope.delivery === undefined || envelope.delivery.channel.open;
+}
+
+function allLive(batch: readonly Envelope[]): boolean {
+  for (let index = 0; index < batch.length; index++) if (!isLive(batch[index])) return false;
+  return true;
+}
+
+/**
+ * The batch's requests. Plain loops here and below: per-batch code runs unoptimized for a while,
+ * and there `map` or `filter` with a callback costs several times a loop.
+ */
+function requestsOf(batch: readonly Envelope[]): SimpleRequest[] {
+  const requests: SimpleRequest[] = [];
+  for (let index = 0; index < batch.length; index++) requests.push(batch[index].request);
+  return requests;
+}
+
+/** The broker deliveries of `batch` (eager requests have none). */
+function deliveriesOf(batch: readonly Envelope[]): Delivery[] {
+  const deliveries: Delivery[] = [];
+  for (let index = 0; index < batch.length; index++) {
+    const { delivery } = batch[index];
+    if (delivery) deliveries.push(delivery);
+  }
+  return deliveries;
 }
 
 /** The dead-letter reason of a request whose retries are spent. */

@@ -1,5 +1,6 @@
 import type { Logger } from '@nestjs/common';
 import { MAX_PREFETCH } from '../batches.options.js';
+import { PublishUnroutableError } from '../broker/broker-errors.js';
 import type { Broker, Delivery, QueueConsumer } from '../broker/broker.interface.js';
 import { decodeTaskMessage, InvalidMessageError, type TaskMessage } from '../protocol/celery-message.js';
 import { NotRegistered } from '../results/not-registered.js';
@@ -96,19 +97,25 @@ export class QueueDispatcher {
     }
     const { activity } = this.deps;
     if (activity?.revoked.has(message.id)) return activity.revoke(envelope, this.deps.results, this.deps.acks);
-    const due = message.eta ? message.eta.getTime() : 0;
-    // Once stopping, a request not yet due stays unacked: the broker hands it out again.
-    if (due > Date.now()) return this.stopped ? undefined : this.hold(pipeline, envelope, due);
+    // Most requests have no ETA: no clock read for them.
+    if (message.eta !== null) {
+      const due = message.eta.getTime();
+      // Once stopping, a request not yet due stays unacked: the broker hands it out again.
+      if (due > Date.now()) return this.stopped ? undefined : this.hold(pipeline, envelope, due);
+    }
     this.dispatch(pipeline, envelope);
   }
 
+  /** Buffers a due request, unless its channel died (the broker redelivers it), it expired or it was revoked. */
   private dispatch(pipeline: BatchPipeline, envelope: Envelope): void {
     const { message, delivery } = envelope;
     if (!delivery?.channel.open) return; // the broker redelivers it
-    if (message.expires && message.expires.getTime() <= Date.now()) return this.expire(envelope, delivery);
+    if (message.expires !== null && message.expires.getTime() <= Date.now()) return this.expire(envelope, delivery);
     const { activity } = this.deps;
-    if (activity?.revoked.has(message.id)) return activity.revoke(envelope, this.deps.results, this.deps.acks);
-    activity?.reserve(envelope.request);
+    if (activity !== undefined) {
+      if (activity.revoked.has(message.id)) return activity.revoke(envelope, this.deps.results, this.deps.acks);
+      activity.reserve(envelope.request);
+    }
     pipeline.push(envelope);
   }
 
@@ -191,19 +198,24 @@ export class QueueDispatcher {
 
   /** Publishes the message to `<queue>.dead`, then acks it; it stays unacked (redelivered) if the publish fails. */
   private deadLetter(delivery: Delivery, reason: string, id: string | null, task: string | null): void {
-    this.deps.republisher
-      .deadLetter(delivery, this.queue, reason)
-      .then(() => {
-        this.deps.acks.ack([delivery]);
-        const { events } = this.deps;
-        if (events.observed) {
-          events.emit({ type: 'request.deadLettered', task: task ?? '', queue: this.queue, at: Date.now(), id, request: null, reason });
-        }
-      })
-      .catch((error: unknown) =>
-        this.deps.logger.error(
-          `Could not dead-letter ${id ? `task ${id}` : 'a message'} from '${this.queue}'; it stays unacked: ${String(error)}`,
-        ),
-      );
+    const { republisher, acks, events, logger } = this.deps;
+    const publish = (): Promise<void> => republisher.deadLetter(delivery, this.queue, reason);
+    const done = (): void => {
+      acks.ack([delivery]);
+      if (events.observed) {
+        events.emit({ type: 'request.deadLettered', task: task ?? '', queue: this.queue, at: Date.now(), id, request: null, reason });
+      }
+    };
+    publish()
+      .then(done)
+      .catch((error: unknown) => {
+        // No queue took it (the dead-letter queue's node is down): held unacked and published again once it can be.
+        const routable = error instanceof PublishUnroutableError && delivery.channel.open;
+        logger.error(
+          `Could not dead-letter ${id ? `task ${id}` : 'a message'} from '${this.queue}'; it stays unacked` +
+            `${routable ? ' and is published again once the queue takes it' : ''}: ${String(error)}`,
+        );
+        if (routable) void republisher.whenRoutable(publish, delivery).then((published) => published && done());
+      });
   }
 }

@@ -1,3 +1,4 @@
+import { PublishUnroutableError } from '../broker/broker-errors.js';
 import type { Broker, Delivery } from '../broker/broker.interface.js';
 import { encodeRetry, type MessageFormat, type TaskMessage } from '../protocol/celery-message.js';
 
@@ -32,6 +33,24 @@ export class Republisher {
       { exchange: '', routingKey: queue, body: encoded.body, properties: encoded.properties },
       { mandatory: true },
     );
+  }
+
+  /**
+   * Publishes again what no queue took (`PublishUnroutableError`: its node is down) every 1–5 s until
+   * a queue takes it (true), its delivery's channel closes (false: RabbitMQ redelivers it), or it
+   * fails otherwise (false). The caller holds the delivery unacked meanwhile.
+   */
+  async whenRoutable(publish: () => Promise<void>, delivery: Delivery): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1_000 * attempt, 5_000)).unref());
+      if (!delivery.channel.open) return false;
+      try {
+        await publish();
+        return true;
+      } catch (error) {
+        if (!(error instanceof PublishUnroutableError)) return false;
+      }
+    }
   }
 
   /** The original message, unchanged but for headers saying why, on `<queue>.dead`. */
