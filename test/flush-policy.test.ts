@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { INestMicroservice } from '@nestjs/common';
 import { BatchClient, BatchEvents, type BatchFlushedEvent, type BatchHandlerOptions, type SimpleRequest } from 'nestjs-batches';
 import { AMQP_URL, rabbitSuite } from './support/rabbitmq.js';
-import { waitFor } from './support/wait.js';
+import { waitFor, gate } from './support/wait.js';
 import { recorder, startWorker, type Recorder } from './support/worker-app.js';
 
 const suite = rabbitSuite();
@@ -27,12 +27,6 @@ async function worker(task: string, options: BatchHandlerOptions, behaviour?: (r
     if (event.type === 'request.received') received++;
   });
   return { app, handler: app.get(Handler), client: app.get(BatchClient), flushes, received: () => received };
-}
-
-function gate(): { wait: Promise<void>; open: () => void } {
-  let open!: () => void;
-  const wait = new Promise<void>((resolve) => (open = resolve));
-  return { wait, open };
 }
 
 describe("flush: 'adaptive' on RabbitMQ", () => {

@@ -5,7 +5,7 @@ import { Test } from '@nestjs/testing';
 import { register, Registry } from 'prom-client';
 import { BatchClient, BatchesConfigError, BatchesModule, BatchesServer, type BatchesModuleOptions } from 'nestjs-batches';
 import { AMQP_URL, rabbitSuite } from './support/rabbitmq.js';
-import { waitFor } from './support/wait.js';
+import { waitFor, gate } from './support/wait.js';
 import { recorder, startWorker } from './support/worker-app.js';
 
 const REGISTRY = Symbol('metrics registry');
@@ -90,12 +90,6 @@ async function expectMetrics(url: string, expected: Record<string, number>): Pro
 /** The samples of metric `name` (all its label sets). */
 function family(samples: Map<string, number>, name: string): Record<string, number> {
   return Object.fromEntries([...samples].filter(([each]) => each.startsWith(`${PREFIX}${name}{`)));
-}
-
-function gate(): { wait: Promise<void>; open(): void } {
-  let open!: () => void;
-  const wait = new Promise<void>((resolve) => (open = resolve));
-  return { wait, open };
 }
 
 describe('Prometheus metrics on RabbitMQ', () => {

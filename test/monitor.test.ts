@@ -34,7 +34,7 @@ import {
   type MonitorTaskSnapshot,
 } from 'nestjs-batches';
 import { AMQP_URL, rabbitSuite } from './support/rabbitmq.js';
-import { waitFor } from './support/wait.js';
+import { waitFor, gate } from './support/wait.js';
 import { recorder, RecordingLogger } from './support/worker-app.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -134,12 +134,6 @@ async function build(imports: DynamicModule[]): Promise<void> {
     .setLogger(new ConsoleLogger({ logLevels: [] }))
     .compile();
   await moduleRef.close();
-}
-
-function gate(): { wait: Promise<void>; open(): void } {
-  let open!: () => void;
-  const wait = new Promise<void>((resolve) => (open = resolve));
-  return { wait, open };
 }
 
 describe('BatchesMonitorModule over HTTP, on RabbitMQ', () => {

@@ -6,3 +6,10 @@ export async function waitFor(check: () => boolean | Promise<boolean>, what: str
     await new Promise((resolve) => setTimeout(resolve, every));
   }
 }
+
+/** A promise a test opens by hand: a handler awaits `wait` to stay busy until the test calls `open()`. */
+export function gate(): { wait: Promise<void>; open(): void } {
+  let open!: () => void;
+  const wait = new Promise<void>((resolve) => (open = resolve));
+  return { wait, open };
+}
