@@ -3,10 +3,10 @@ import { after, describe, it } from 'node:test';
 import { ConsoleLogger, Controller, Get, Inject, Res, type INestApplication, type Provider } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { register, Registry } from 'prom-client';
-import { BatchClient, BatchesConfigError, BatchesModule, BatchesServer, type BatchesModuleOptions } from 'nestjs-batches';
+import { BatchClient, BatchesConfigError, BatchesModule, type BatchesModuleOptions } from 'nestjs-batches';
 import { AMQP_URL, rabbitSuite } from './support/rabbitmq.js';
 import { waitFor, gate } from './support/wait.js';
-import { recorder, startWorker } from './support/worker-app.js';
+import { recorder, startHybrid, startWorker } from './support/worker-app.js';
 
 const REGISTRY = Symbol('metrics registry');
 const PREFIX = 'nestjs_batches_';
@@ -24,7 +24,7 @@ class MetricsController {
 }
 
 /** A hybrid app: HTTP (serving `/metrics` from `registry`) plus the batches worker. Returns its base URL. */
-async function startHybrid(
+async function startMetricsApp(
   options: BatchesModuleOptions,
   registry: Registry,
   providers: Provider[],
@@ -36,11 +36,7 @@ async function startHybrid(
   })
     .setLogger(new ConsoleLogger({ logLevels: process.env.TEST_LOGS ? ['log', 'warn', 'error'] : ['error'] }))
     .compile();
-  const app = moduleRef.createNestApplication();
-  app.connectMicroservice({ strategy: app.get(BatchesServer) });
-  await app.startAllMicroservices();
-  await app.listen(0, '127.0.0.1');
-  return { app, url: (await app.getUrl()).replace('[::1]', '127.0.0.1') };
+  return startHybrid(moduleRef);
 }
 
 /** Samples of a Prometheus text scrape, keyed `name{label="value",…}` with labels sorted. */
@@ -113,7 +109,7 @@ describe('Prometheus metrics on RabbitMQ', () => {
       }),
       recorder(BLOCK, { flushEvery: 2, flushInterval: 60_000 }, () => blocked.wait),
     ];
-    const { app, url } = await startHybrid(
+    const { app, url } = await startMetricsApp(
       { broker: AMQP_URL, defaultQueue: queue, waitForBroker: true, metrics: { registry } },
       registry,
       providers,
@@ -211,7 +207,7 @@ describe('Prometheus metrics on RabbitMQ', () => {
   it('counts requests held for their ETA, by queue, until they are due', async () => {
     const queue = suite.queue('metrics-held');
     const TASK = 'metrics.held';
-    const { app, url } = await startHybrid(
+    const { app, url } = await startMetricsApp(
       { broker: AMQP_URL, defaultQueue: queue, waitForBroker: true, metrics: { registry } },
       registry,
       [recorder(TASK, { flushEvery: 5, flushInterval: 100 })],
@@ -232,7 +228,7 @@ describe('Prometheus metrics on RabbitMQ', () => {
   it('registers again on the same registry once the first app has closed, counting from zero', async () => {
     const queue = suite.queue('metrics-again');
     const TASK = 'metrics.again';
-    const { app, url } = await startHybrid(
+    const { app, url } = await startMetricsApp(
       { broker: AMQP_URL, defaultQueue: queue, waitForBroker: true, metrics: { registry } },
       registry,
       [recorder(TASK, { flushEvery: 5, flushInterval: 200 })],

@@ -25,7 +25,6 @@ import {
   BatchesModule,
   BatchesMonitorController,
   BatchesMonitorModule,
-  BatchesServer,
   BatchHandler,
   ResultBackend,
   type BatchesModuleOptions,
@@ -35,7 +34,7 @@ import {
 } from 'nestjs-batches';
 import { AMQP_URL, rabbitSuite } from './support/rabbitmq.js';
 import { waitFor, gate } from './support/wait.js';
-import { recorder, RecordingLogger } from './support/worker-app.js';
+import { recorder, RecordingLogger, startHybrid } from './support/worker-app.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -52,11 +51,7 @@ async function startApp(
   const moduleRef = await Test.createTestingModule({ imports: [MonitoredAppModule] })
     .setLogger(new RecordingLogger())
     .compile();
-  const app = moduleRef.createNestApplication();
-  app.connectMicroservice({ strategy: app.get(BatchesServer) });
-  await app.startAllMicroservices();
-  await app.listen(0, '127.0.0.1');
-  return { app, url: (await app.getUrl()).replace('[::1]', '127.0.0.1') };
+  return startHybrid(moduleRef);
 }
 
 /** A reader of a monitor's event stream: every snapshot it sent, and the raw text (to check what it never contains). */

@@ -1,6 +1,6 @@
 import 'reflect-metadata';
-import { ConsoleLogger, Injectable, type INestMicroservice, type Provider, type Type } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
+import { ConsoleLogger, Injectable, type INestApplication, type INestMicroservice, type Provider, type Type } from '@nestjs/common';
+import { Test, type TestingModule } from '@nestjs/testing';
 import {
   BatchesModule,
   BatchesServer,
@@ -46,6 +46,15 @@ export async function startWorker(
   const app = moduleRef.createNestMicroservice({ strategy: moduleRef.get(BatchesServer) });
   await app.listen();
   return app;
+}
+
+/** Starts a compiled module as a hybrid app (HTTP on a free port + the batches worker), as a user serves routes beside the worker. */
+export async function startHybrid(moduleRef: TestingModule): Promise<{ app: INestApplication; url: string }> {
+  const app = moduleRef.createNestApplication();
+  app.connectMicroservice({ strategy: app.get(BatchesServer) });
+  await app.startAllMicroservices();
+  await app.listen(0, '127.0.0.1');
+  return { app, url: (await app.getUrl()).replace('[::1]', '127.0.0.1') };
 }
 
 export interface Recorder {

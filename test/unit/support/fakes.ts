@@ -18,6 +18,7 @@ import type { SimpleRequest } from '../../../libs/batches/src/simple-request.js'
 import type { AckTrackers } from '../../../libs/batches/src/transport/ack-tracker.js';
 import { envelopeFor, type Envelope } from '../../../libs/batches/src/transport/envelope.js';
 import type { Republisher } from '../../../libs/batches/src/transport/republisher.js';
+import { PublishUnroutableError } from '../../../libs/batches/src/broker/broker-errors.js';
 
 /** A broker channel that records its acks as `[deliveryTag, multiple]`. */
 export class FakeChannel implements DeliveryChannel {
@@ -90,6 +91,12 @@ export class FakeRepublisher {
   async deadLetter(delivery: Delivery, queue: string, reason: string): Promise<void> {
     if (this.failWith) throw this.failWith;
     this.deadLetters.push({ deliveryTag: delivery.deliveryTag, queue, reason });
+  }
+
+  /** The real one waits out only `PublishUnroutableError`, which these fakes never throw. */
+  heldUntilRoutable(error: unknown): Promise<boolean> | undefined {
+    if (error instanceof PublishUnroutableError) throw new Error('FakeRepublisher does not hold unroutable messages');
+    return undefined;
   }
 
   /** Typed as the runner expects it; it has the same public surface. */

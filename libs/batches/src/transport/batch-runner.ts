@@ -1,5 +1,4 @@
 import type { Logger } from '@nestjs/common';
-import { PublishUnroutableError } from '../broker/broker-errors.js';
 import type { Delivery } from '../broker/broker.interface.js';
 import { hasWorkflow, type FinalState, type WorkflowSteps } from '../canvas/workflow-steps.js';
 import type { WorkerActivity } from '../control/worker-activity.js';
@@ -199,22 +198,19 @@ export class BatchRunner {
       try {
         await publish();
       } catch (publishError) {
-        const routable = publishError instanceof PublishUnroutableError && delivery.channel.open;
+        // No queue took it (its node is down): held, not lost, and the batch goes on. Settled and acked once it is published.
+        const held = republisher.heldUntilRoutable(publishError, publish, delivery);
         this.logger.error(
           `Could not ${retry ? 'retry' : 'dead-letter'} task ${request.id}; it stays unacked ` +
-            `${routable ? 'and is published again once the queue takes it' : 'for redelivery'}: ${describe(publishError)}`,
+            `${held ? 'and is published again once the queue takes it' : 'for redelivery'}: ${describe(publishError)}`,
         );
-        // No queue took it (its node is down): held, not lost, and the batch goes on. Settled and acked once it is published.
-        if (routable) {
-          void republisher
-            .whenRoutable(publish, delivery)
-            .then(async (published) => {
-              if (!published) return;
-              await this.settleFailed(envelope, error, retry, runtimeMs);
-              this.acks.ack([delivery]);
-            })
-            .catch((settleError: unknown) => this.logger.error(`Could not settle task ${request.id}: ${describe(settleError)}`));
-        }
+        void held
+          ?.then(async (published) => {
+            if (!published) return;
+            await this.settleFailed(envelope, error, retry, runtimeMs);
+            this.acks.ack([delivery]);
+          })
+          .catch((settleError: unknown) => this.logger.error(`Could not settle task ${request.id}: ${describe(settleError)}`));
         return undefined;
       }
     }

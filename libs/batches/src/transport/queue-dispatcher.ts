@@ -1,6 +1,5 @@
 import type { Logger } from '@nestjs/common';
 import { MAX_PREFETCH } from '../batches.options.js';
-import { PublishUnroutableError } from '../broker/broker-errors.js';
 import type { Broker, Delivery, QueueConsumer } from '../broker/broker.interface.js';
 import { decodeTaskMessage, InvalidMessageError, type TaskMessage } from '../protocol/celery-message.js';
 import { NotRegistered } from '../results/not-registered.js';
@@ -210,12 +209,12 @@ export class QueueDispatcher {
       .then(done)
       .catch((error: unknown) => {
         // No queue took it (the dead-letter queue's node is down): held unacked and published again once it can be.
-        const routable = error instanceof PublishUnroutableError && delivery.channel.open;
+        const held = republisher.heldUntilRoutable(error, publish, delivery);
         logger.error(
           `Could not dead-letter ${id ? `task ${id}` : 'a message'} from '${this.queue}'; it stays unacked` +
-            `${routable ? ' and is published again once the queue takes it' : ''}: ${String(error)}`,
+            `${held ? ' and is published again once the queue takes it' : ''}: ${String(error)}`,
         );
-        if (routable) void republisher.whenRoutable(publish, delivery).then((published) => published && done());
+        void held?.then((published) => published && done());
       });
   }
 }

@@ -36,11 +36,17 @@ export class Republisher {
   }
 
   /**
-   * Publishes again what no queue took (`PublishUnroutableError`: its node is down) every 1–5 s until
-   * a queue takes it (true), its delivery's channel closes (false: RabbitMQ redelivers it), or it
-   * fails otherwise (false). The caller holds the delivery unacked meanwhile.
+   * When `error` says no queue took the message (`PublishUnroutableError`: its node is down) and its
+   * delivery's channel is still open: publishes it again every 1–5 s until a queue takes it (true),
+   * the channel closes (false: RabbitMQ redelivers it), or it fails otherwise (false). The caller
+   * holds the delivery unacked meanwhile. Undefined when `error` is not one to wait out.
    */
-  async whenRoutable(publish: () => Promise<void>, delivery: Delivery): Promise<boolean> {
+  heldUntilRoutable(error: unknown, publish: () => Promise<void>, delivery: Delivery): Promise<boolean> | undefined {
+    if (!(error instanceof PublishUnroutableError) || !delivery.channel.open) return undefined;
+    return this.untilRoutable(publish, delivery);
+  }
+
+  private async untilRoutable(publish: () => Promise<void>, delivery: Delivery): Promise<boolean> {
     for (let attempt = 1; ; attempt++) {
       await new Promise((resolve) => setTimeout(resolve, Math.min(1_000 * attempt, 5_000)).unref());
       if (!delivery.channel.open) return false;
