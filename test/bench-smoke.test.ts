@@ -20,6 +20,7 @@ describe('benchmark smoke run', () => {
     });
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as {
       measurements: Array<{ system: string; rate: number; extra?: Record<string, number> }>;
+      brokerFloors: Array<{ name: string }>;
     };
     const systems = results.measurements.map((measurement) => measurement.system);
     for (const format of ['full', 'lean']) {
@@ -36,6 +37,9 @@ describe('benchmark smoke run', () => {
       }
     }
     for (const expected of [
+      // The broker's floor (no header table at all): one raw consumer configuration and its publisher.
+      'raw amqplib [no headers]: per-consumer prefetch 1000, ack every 100',
+      'publish: raw amqplib confirm channel [no headers]',
       "Nest's RMQ transport, Nest envelope [full]",
       "Nest's RMQ transport, Nest envelope [no headers]",
       'memory:// pipeline flushEvery 100',
@@ -74,6 +78,22 @@ describe('benchmark smoke run', () => {
       assert.match(table, line, `target line '${target}' missing from table.md`);
     }
     assert.match(stdout, /^targets met: \d+ of \d+ measured \(11 in all\)/m);
+    // The broker floor ratios: printed after the targets, not counted among them.
+    const floors = [
+      'broker CPU per consumed message, raw consumer: lean / full',
+      'broker CPU per consumed message, raw consumer: no headers / full',
+      'broker CPU per published message, raw confirm publishing: lean / full',
+      'broker CPU per published message, raw confirm publishing: no headers / full',
+    ];
+    assert.deepEqual(
+      results.brokerFloors.map((floor) => floor.name),
+      floors,
+    );
+    for (const floor of floors) {
+      const line = new RegExp(`^\\| ${floor.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} \\| (n/a|\\d+\\.\\d\\d( \\(.+\\))?) \\| .* \\|$`, 'm');
+      assert.match(stdout.slice(stdout.indexOf('targets met:')), line, `floor line '${floor}' missing after the targets`);
+      assert.match(table, line, `floor line '${floor}' missing from table.md`);
+    }
     assert.match(readFileSync(join(out, 'chart.svg'), 'utf8'), /<svg[\s\S]*nestjs-batches flushEvery 100 \[lean\][\s\S]*<\/svg>/);
   });
 });

@@ -177,6 +177,32 @@ describe('publishing through a connection loss', () => {
 });
 
 describe('sends RabbitMQ could not route', () => {
+  it('an exchange deleted after this connection declared it is declared anew, and publishing goes on on a new channel', async () => {
+    const queue = uniqueQueue('client.exchange-deleted');
+    queues.push(queue);
+    const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue, waitForBroker: true, publishTimeout: 10_000 }, []);
+    const rabbit = await TestRabbit.connect();
+    try {
+      const client = app.get(BatchClient);
+      await client.delay('client.anything', 1);
+      // Someone deletes the exchange: the next publish to it makes RabbitMQ close the publishing channel (404 NOT_FOUND).
+      await rabbit.channel.deleteExchange(queue);
+      // Sends in flight with it go on a new channel; the one that closed it declares the exchange again.
+      const started = Date.now();
+      await Promise.all([2, 3, 4].map((value) => client.delay('client.anything', value)));
+      assert.ok(Date.now() - started < 5_000, `sent within ${Date.now() - started} ms, not after the publish timeout`);
+      await client.delay('client.anything', 5);
+      const values = (await rabbit.takeAll(queue)).map((message) => (JSON.parse(message.content.toString()) as unknown[][])[0][0]);
+      assert.deepEqual(
+        values.toSorted((a, b) => Number(a) - Number(b)),
+        [1, 2, 3, 4, 5],
+      );
+    } finally {
+      await rabbit.close();
+      await app.close();
+    }
+  });
+
   it('a queue deleted after this connection declared it is declared anew and the task delivered, not dropped', async () => {
     const queue = uniqueQueue('client.deleted');
     queues.push(queue);

@@ -12,7 +12,7 @@ import { Runner } from './runner.js';
 import { celeryAvailable } from './systems/celery.js';
 import { localBrokerPid } from './systems/process-tree.js';
 import { redisAvailable } from './systems/redis-results.js';
-import { ceilingSystem, evaluateTargets, targetsTable, withCeilings } from './targets.js';
+import { brokerFloorTable, ceilingSystem, evaluateBrokerFloors, evaluateTargets, targetsTable, withCeilings } from './targets.js';
 
 const HELP = `npm run bench -- [options]
 
@@ -26,8 +26,10 @@ round), and prints every row's medians with their spread (min–max) and the tar
   --memory-n N       in-process window of the memory:// pipeline and the bare JSON.parse (300,000, at most 3 × N)
   --sweep            also nestjs-batches at flushEvery 1, 10 and 1000 (3 more RabbitMQ rows per round)
   --pin              pin the local RabbitMQ to the first core(s) and the bench with every measured process
-                     to the last one (taskset, needs 2+ cores and the right to set the broker's affinity);
-                     the broker's own affinity is restored at the end, on Ctrl-C and on errors
+                     to the last one (taskset, needs 2+ cores and the right to set the broker's affinity),
+                     with as many of its VM's schedulers online as it has cores (rabbitmqctl eval; RABBITMQCTL
+                     names the command); the broker's own affinity and schedulers are restored at the end, on
+                     Ctrl-C and on errors
   --quick            N 20,000, 1 round, no Python Celery, no lateness run: a quick look
   --out DIR          where results.json, table.md and chart.svg go (default bench-results)
   --observability    only the memory:// pipeline with events, metrics and tracing off and on
@@ -35,7 +37,7 @@ round), and prints every row's medians with their spread (min–max) and the tar
                      --baseline label=path/to/dist/apps/bench/child.js adds another build's pipeline)
 
 Environment: AMQP_URL, REDIS_URL (the with-results rows; skipped when Redis does not answer),
-CELERY_PYTHON (default /usr/bin/python3), BENCH_N, BENCH_RUNS.`;
+CELERY_PYTHON (default /usr/bin/python3), BENCH_N, BENCH_RUNS, TASKSET and RABBITMQCTL (--pin).`;
 
 const { values } = parseArgs({
   options: {
@@ -160,6 +162,7 @@ pinning?.restore();
 const all = withCeilings(measurements);
 const summaries = summarize(all, tableOrder(rows));
 const targets = evaluateTargets(all);
+const brokerFloors = evaluateBrokerFloors(all);
 const minutes = (Date.now() - startedAt.getTime()) / 60_000;
 const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
 const header =
@@ -170,8 +173,10 @@ const header =
   (pinning ? `, ${pinning.description}` : brokerPid ? ', broker and bench unpinned' : ', broker not on this machine');
 const markdown = table(summaries);
 const targetsMarkdown = targetsTable(targets);
+const floorsMarkdown = brokerFloorTable(brokerFloors);
 console.log(
-  `\n${header}\n\n${markdown}\n\nTargets (medians over the rounds; the spread is the target's value in each round):\n\n${targetsMarkdown}`,
+  `\n${header}\n\n${markdown}\n\nTargets (medians over the rounds; the spread is the target's value in each round):\n\n${targetsMarkdown}` +
+    `\n\n${floorsMarkdown}`,
 );
 
 mkdirSync(values.out, { recursive: true });
@@ -191,11 +196,12 @@ writeFileSync(
       measurements,
       summaries,
       targets,
+      brokerFloors,
     },
     null,
     2,
   ),
 );
 writeFileSync(join(values.out, 'chart.svg'), chart(summaries));
-writeFileSync(join(values.out, 'table.md'), `${header}\n\n${markdown}\n\n${targetsMarkdown}\n`);
+writeFileSync(join(values.out, 'table.md'), `${header}\n\n${markdown}\n\n${targetsMarkdown}\n\n${floorsMarkdown}\n`);
 console.log(`\nwrote ${join(values.out, 'results.json')}, chart.svg and table.md`);

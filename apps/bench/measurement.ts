@@ -40,7 +40,7 @@ export interface RunOptions {
   ackEvery?: number;
   /** A Redis URL: the worker stores a result per request there (Celery's Redis backend keys) instead of `ignoreResult`. */
   resultBackend?: string;
-  /** Raw publisher: what the backlog holds. */
+  /** Raw publisher: what the backlog holds. Raw consumer: names its row after it, when it is not a `format` (`no-headers`). */
   backlog?: MessageFormat;
   /** Raw publisher: task ids start with this (so that their stored results can be found and deleted). */
   idPrefix?: string;

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { formatLabel, isCeleryBacklog, type CeleryBacklogFormat } from './backlog.js';
 import { REDIS_URL, type CeleryFormat, type Measurement } from './measurement.js';
 import type { Backlog, Runner } from './runner.js';
 import { batchesWorkerName } from './systems/batches-worker.js';
@@ -11,7 +12,9 @@ import { deleteResults } from './systems/redis-results.js';
 export const NEST_MESSAGES = "Nest's RMQ transport, Nest envelope [no headers]";
 export const NEST_FULL_HEADERS = "Nest's RMQ transport, Nest envelope [full]";
 export const MEMORY_PIPELINE = 'memory:// pipeline flushEvery 100';
-export const rawPublishName = (format: CeleryFormat): string => `publish: raw amqplib confirm channel [${format}]`;
+/** The raw consumer's first configuration on a backlog of `format`: the broker's floor per consumed message. */
+export const floorConsumerName = (format: CeleryBacklogFormat): string => ceilingName(formatLabel(format), CEILING_CONFIGS[0]);
+export const rawPublishName = (format: CeleryBacklogFormat): string => `publish: raw amqplib confirm channel [${formatLabel(format)}]`;
 export const clientPublishName = (format: CeleryFormat): string => `publish: BatchClient.delay [${format}]`;
 
 export interface Plan {
@@ -56,8 +59,10 @@ export function benchRows(runner: Runner, plan: Plan): Row[] {
     after?: (consumed: Measurement, backlog: Backlog) => Promise<void>,
   ): Row => {
     const { format, count, publisher = 'raw' } = typeof backlog === 'function' ? backlog() : backlog;
-    const publishes = count === n && (format === 'full' || format === 'lean');
-    const published = publishes ? [(publisher === 'raw' ? rawPublishName : clientPublishName)(format)] : [];
+    const publishes = count === n && isCeleryBacklog(format);
+    const published = publishes
+      ? [publisher === 'raw' ? rawPublishName(format) : clientPublishName(format === 'lean' ? 'lean' : 'full')]
+      : [];
     return {
       systems: [system, ...published],
       run: async () => {
@@ -104,6 +109,13 @@ export function benchRows(runner: Runner, plan: Plan): Row[] {
       }
     }
   }
+  // The broker's floor for a persistent message: the lean message's properties and no header table. Only
+  // the first raw configuration (the floor's broker figures, not a ceiling: withCeilings reads [full] and [lean]).
+  rows.push(
+    consumerRow(floorConsumerName('no-headers'), { format: 'no-headers', count: n }, (queue) =>
+      runner.child('ceiling', { n, queue, backlog: 'no-headers', ...CEILING_CONFIGS[0] }),
+    ),
+  );
   rows.push(
     consumerRow(NEST_FULL_HEADERS, { format: 'nest-celery-headers', count: n }, (queue) =>
       runner.child('nest-rmq', { n, queue, variant: 'Nest envelope [full]' }),

@@ -1,5 +1,5 @@
 import { metricOf, type CeleryFormat, type Measurement, type Metric } from './measurement.js';
-import { clientPublishName, MEMORY_PIPELINE, NEST_FULL_HEADERS, rawPublishName } from './rows.js';
+import { clientPublishName, floorConsumerName, MEMORY_PIPELINE, NEST_FULL_HEADERS, rawPublishName } from './rows.js';
 import { batchesWorkerName } from './systems/batches-worker.js';
 import { BARE_PARSE } from './systems/json-parse.js';
 import { LATENESS } from './systems/lateness.js';
@@ -45,14 +45,17 @@ interface Operand {
   metric: Metric;
 }
 
-interface Target {
+/** A figure, or `of / per` as a ratio, judged on the medians over the rounds. */
+interface Figure {
   name: string;
+  of: Operand;
+  per?: Operand;
+}
+
+interface Target extends Figure {
   goal: string;
   met: (value: number) => boolean;
   unit: string;
-  /** The figure, or `of / per` as a ratio. */
-  of: Operand;
-  per?: Operand;
 }
 
 const f100 = (format: CeleryFormat): string[] => [batchesWorkerName(100, format, false)];
@@ -140,38 +143,77 @@ export interface TargetResult {
   met?: boolean;
 }
 
-function valueOf(target: Target, measurements: Measurement[]): { value?: number; of?: number; per?: number } {
+function valueOf(target: Figure, measurements: Measurement[]): { value?: number; of?: number; per?: number } {
   const of = figure(measurements, target.of.systems, target.of.metric);
   if (!target.per) return { value: of, of };
   const per = figure(measurements, target.per.systems, target.per.metric);
   return { value: of !== undefined && per ? of / per : undefined, of, per };
 }
 
-export function evaluateTargets(measurements: Measurement[]): TargetResult[] {
+/** A figure from the medians over all rounds, and its lowest and highest value in a round of its own. */
+function evaluate(subject: Figure, measurements: Measurement[]): { value?: number; of?: number; per?: number; min?: number; max?: number } {
   const rounds = [...new Set(measurements.map((measurement) => measurement.round))];
+  const perRound = rounds
+    .map(
+      (round) =>
+        valueOf(
+          subject,
+          measurements.filter((measurement) => measurement.round === round),
+        ).value,
+    )
+    .filter((each): each is number => each !== undefined);
+  return {
+    ...valueOf(subject, measurements),
+    min: perRound.length ? Math.min(...perRound) : undefined,
+    max: perRound.length ? Math.max(...perRound) : undefined,
+  };
+}
+
+export function evaluateTargets(measurements: Measurement[]): TargetResult[] {
   return TARGETS.map((target) => {
-    const { value, of, per } = valueOf(target, measurements);
-    const perRound = rounds
-      .map(
-        (round) =>
-          valueOf(
-            target,
-            measurements.filter((measurement) => measurement.round === round),
-          ).value,
-      )
-      .filter((each): each is number => each !== undefined);
+    const result = evaluate(target, measurements);
     return {
       name: target.name,
       goal: target.goal,
       unit: target.unit,
-      value,
-      of,
-      per,
-      min: perRound.length ? Math.min(...perRound) : undefined,
-      max: perRound.length ? Math.max(...perRound) : undefined,
-      met: value === undefined ? undefined : target.met(value),
+      ...result,
+      met: result.value === undefined ? undefined : target.met(result.value),
     };
   });
+}
+
+const brokerOf = (system: string): Operand => ({ systems: [system], metric: 'broker' });
+
+/**
+ * Not targets, for information: the broker's CPU per persistent message with our lean header table
+ * and with none at all, each over Celery's full table, for the raw consumer's first configuration
+ * and for raw confirm publishing. `no headers` is the floor no header table can go below.
+ */
+export const BROKER_FLOORS: Figure[] = [
+  ...(['lean', 'no-headers'] as const).map((format) => ({
+    name: `broker CPU per consumed message, raw consumer: ${format === 'lean' ? 'lean' : 'no headers'} / full`,
+    of: brokerOf(floorConsumerName(format)),
+    per: brokerOf(floorConsumerName('full')),
+  })),
+  ...(['lean', 'no-headers'] as const).map((format) => ({
+    name: `broker CPU per published message, raw confirm publishing: ${format === 'lean' ? 'lean' : 'no headers'} / full`,
+    of: brokerOf(rawPublishName(format)),
+    per: brokerOf(rawPublishName('full')),
+  })),
+];
+
+/** A broker floor ratio: `of / per` from the medians (µs per message), with its value in the lowest and highest round. */
+export interface BrokerFloorResult {
+  name: string;
+  value?: number;
+  of?: number;
+  per?: number;
+  min?: number;
+  max?: number;
+}
+
+export function evaluateBrokerFloors(measurements: Measurement[]): BrokerFloorResult[] {
+  return BROKER_FLOORS.map((floor) => ({ name: floor.name, ...evaluate(floor, measurements) }));
 }
 
 const shown = (value: number | undefined, unit: string): string =>
@@ -196,5 +238,22 @@ export function targetsTable(results: TargetResult[]): string {
     '',
     `targets met: ${measured.length - missed.length} of ${measured.length} measured (${results.length} in all)` +
       (missed.length ? `; not met: ${missed.join('; ')}` : ''),
+  ].join('\n');
+}
+
+/** The broker floor ratios as a Markdown table with a line that says what they are (and that they are no targets). */
+export function brokerFloorTable(results: BrokerFloorResult[]): string {
+  const rows = results.map((result) => {
+    const ratio = result.of !== undefined && result.per !== undefined ? ` (${result.of.toFixed(1)} / ${result.per.toFixed(1)} µs)` : '';
+    const spread = result.min === undefined ? '' : `${shown(result.min, '×')}–${shown(result.max, '×')}`;
+    return `| ${result.name} | ${shown(result.value, '×')}${ratio} | ${spread} |`;
+  });
+  return [
+    "Broker's floor for a persistent message (for information, not targets): the broker's CPU per message with our lean " +
+      "header table and with no headers at all, each over Celery's full table (raw consumer: per-consumer prefetch 1000, ack every 100)",
+    '',
+    '| broker CPU per persistent message, ratio | measured (median) | per round min–max |',
+    '| --- | ---: | ---: |',
+    ...rows,
   ].join('\n');
 }

@@ -1,4 +1,5 @@
 import amqplib from 'amqplib';
+import { formatLabel } from '../backlog.js';
 import { AMQP_URL, MeasuredWindow, type Measurement, type RunOptions } from '../measurement.js';
 
 /** One raw consumer configuration: its prefetch mode and its multiple-ack cadence. */
@@ -25,7 +26,14 @@ export const ceilingName = (format: string, { globalPrefetch, ackEvery }: Ceilin
  * multiple-ack, under a per-consumer or a channel-wide (`global`) prefetch: the best of these is
  * the practical upper bound of any consumer of the backlog.
  */
-export async function ceiling({ n, queue, format = 'full', globalPrefetch = false, ackEvery = 100 }: RunOptions): Promise<Measurement> {
+export async function ceiling({
+  n,
+  queue,
+  format = 'full',
+  backlog = format,
+  globalPrefetch = false,
+  ackEvery = 100,
+}: RunOptions): Promise<Measurement> {
   const connection = await amqplib.connect(AMQP_URL);
   const channel = await connection.createChannel();
   await channel.prefetch(ceilingPrefetch(ackEvery), globalPrefetch);
@@ -39,7 +47,7 @@ export async function ceiling({ n, queue, format = 'full', globalPrefetch = fals
     if (received === n) window.end();
   });
   await window.ended;
-  const measurement = window.measurement(ceilingName(format, { globalPrefetch, ackEvery }), n);
+  const measurement = window.measurement(ceilingName(formatLabel(backlog), { globalPrefetch, ackEvery }), n);
   await connection.close();
   return measurement;
 }

@@ -2,7 +2,7 @@ import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import amqplib from 'amqplib';
 import { BATCHES_BROKER, BatchClient, BatchesModule, type Broker } from 'nestjs-batches';
-import { backlogMessage, declareBacklogQueue, taskId } from '../backlog.js';
+import { backlogMessage, declareBacklogQueue, formatLabel, taskId } from '../backlog.js';
 import { AMQP_URL, usage, type Measurement, type RunOptions } from '../measurement.js';
 
 const WINDOW = 1000;
@@ -27,7 +27,7 @@ export async function rawPublish({ n, queue, backlog: format = 'full', idPrefix 
   const seconds = (performance.now() - started) / 1000;
   const measured = usage(cpu);
   await connection.close();
-  return { system: `publish: raw amqplib confirm channel [${format}]`, rate: n / seconds, messages: n, ...measured };
+  return { system: `publish: raw amqplib confirm channel [${formatLabel(format)}]`, rate: n / seconds, messages: n, ...measured };
 }
 
 /** BatchClient.delay in `format`, the same windows of 1000 in flight, each resolved by its broker confirm. */

@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { EventEmitter } from 'node:events';
 import { connect, type AmqpConnectionManager, type ChannelWrapper } from 'amqp-connection-manager';
-import type { Channel, ChannelModel, ConsumeMessage, Message } from 'amqplib';
+import type { Channel, ChannelModel, ConsumeMessage, Message, Options } from 'amqplib';
 import { MAX_PREFETCH, type BatchesTlsOptions } from '../batches.options.js';
 import { pythonSafeHeaders } from './amqp-integer.js';
 import {
@@ -10,6 +10,7 @@ import {
   PublishTimeoutError,
   PublishUnroutableError,
   unrecoverableConnectError,
+  withPublishTimeout,
   unreachableQueue,
   type DeclarationContext,
 } from './broker-errors.js';
@@ -46,11 +47,18 @@ export interface AmqpBrokerOptions {
 export class AmqpBroker implements Broker {
   readonly url: string;
   private readonly connection: AmqpConnectionManager;
-  private readonly publisher: ChannelWrapper;
+  /** The confirm channel every publish goes through; replaced when RabbitMQ closes it (see `publisherClosed`). */
+  private publisher: ChannelWrapper;
+  /** Why RabbitMQ closed each replaced publisher channel, so the publish that caused it can be told apart. */
+  private readonly publisherErrors = new WeakMap<ChannelWrapper, Error>();
   private readonly events = new EventEmitter();
   private readonly consumers = new Set<AmqpQueueConsumer | AmqpBroadcastConsumer>();
   /** Declarations made on the current connection; like kombu, declared again after a reconnect. */
-  private readonly declared = new Map<string, Promise<void>>();
+  private readonly declared = new Map<string, Declaration>();
+  /** Each queue declaration's cache key (its JSON), built once per declaration object. */
+  private readonly declarationKeys = new WeakMap<QueueDeclaration, string>();
+  /** Celery's default declaration of each queue name sent to without one, and its key. */
+  private readonly defaultDeclarations = new Map<string, { declaration: QueueDeclaration; key: string }>();
   /** The last declaration given per queue name: used again by callers that give none (re-declarations, canvas sends). */
   private readonly queueDeclarations = new Map<string, QueueDeclaration>();
   private failedAttempts = 0;
@@ -100,31 +108,67 @@ export class AmqpBroker implements Broker {
       }
       this.events.emit('disconnect', err);
     });
-    this.publisher = this.connection.createChannel({
-      confirm: true,
-      // RabbitMQ sends basic.return before the basic.ack of the same message, so a confirm can tell it apart.
-      setup: (channel: Channel) => void channel.on('return', (returned: Message) => this.returns.add(returned)),
-    });
-    // A publisher channel error is followed by a reconnect that re-sends unconfirmed messages.
-    this.publisher.on('error', (err: Error) => this.events.emit('disconnect', err));
+    this.publisher = this.openPublisher();
   }
 
-  declareQueue(queue: string, declaration?: QueueDeclaration | string, options: { fresh?: boolean } = {}): Promise<void> {
+  private openPublisher(): ChannelWrapper {
+    const publisher: ChannelWrapper = this.connection.createChannel({
+      confirm: true,
+      setup: (channel: Channel) => {
+        // RabbitMQ sends basic.return before the basic.ack of the same message, so a confirm can tell it apart.
+        channel.on('return', (returned: Message) => this.returns.add(returned));
+        channel.on('error', (error: Error) => this.publisherClosed(publisher, error));
+      },
+    });
+    // A failed setup is followed by a reconnect that re-sends unconfirmed messages.
+    publisher.on('error', (err: Error) => this.events.emit('disconnect', err));
+    return publisher;
+  }
+
+  /**
+   * RabbitMQ closed the publishing channel while the connection lives (a publish to an exchange
+   * deleted since it was declared: 404 NOT_FOUND). amqp-connection-manager would hold every publish
+   * until the next reconnect, so they move to a new channel: the old one's queued and unconfirmed
+   * publishes are rejected by its close and sent again on the new one by `publish`.
+   */
+  private publisherClosed(publisher: ChannelWrapper, error: Error): void {
+    if (publisher !== this.publisher || this.closed || this.failure || !this.connection.isConnected()) return;
+    logger.warn(`RabbitMQ closed the publishing channel (${error.message}); publishing on a new one`);
+    this.publisherErrors.set(publisher, error);
+    this.publisher = this.openPublisher();
+    void publisher.close().catch(() => undefined);
+  }
+
+  declareQueue(queue: string, declaration?: QueueDeclaration | string, options: { fresh?: boolean; timeout?: number } = {}): Promise<void> {
     if (options.fresh) for (const key of this.declared.keys()) if (key.startsWith(`queue:${queue}:`)) this.declared.delete(key);
     if (typeof declaration === 'object') this.queueDeclarations.set(queue, declaration);
-    const declared =
-      typeof declaration === 'string'
-        ? celeryQueueDeclaration(queue, declaration)
-        : (declaration ?? this.queueDeclarations.get(queue) ?? celeryQueueDeclaration(queue));
-    return this.declareOnce(
-      queue,
-      `queue:${queue}:${JSON.stringify(declared)}`,
-      (channel) => declareTaskQueue(channel, queue, declared),
-      true,
-      {
-        declaration: declared,
-      },
-    );
+    const { declaration: declared, key } = this.queueDeclaration(queue, declaration);
+    const done = this.declareOnce(queue, key, (channel) => declareTaskQueue(channel, queue, declared), true, { declaration: declared });
+    // Every send declares its queue: once this connection has, no timer and no race.
+    if (options.timeout === undefined || this.declared.get(key)?.settled) return done;
+    return withPublishTimeout(done, options.timeout);
+  }
+
+  /** What `queue` is declared as, and the cache key of that declaration (its JSON, computed once per declaration). */
+  private queueDeclaration(queue: string, given: QueueDeclaration | string | undefined): { declaration: QueueDeclaration; key: string } {
+    const declaration = typeof given === 'object' ? given : typeof given === 'string' ? undefined : this.queueDeclarations.get(queue);
+    if (declaration) {
+      let key = this.declarationKeys.get(declaration);
+      if (key === undefined) this.declarationKeys.set(declaration, (key = `queue:${queue}:${JSON.stringify(declaration)}`));
+      return { declaration, key };
+    }
+    // Through a named exchange (rare): built anew each time.
+    if (typeof given === 'string') {
+      const named = celeryQueueDeclaration(queue, given);
+      return { declaration: named, key: `queue:${queue}:${JSON.stringify(named)}` };
+    }
+    let celery = this.defaultDeclarations.get(queue);
+    if (!celery) {
+      const standard = celeryQueueDeclaration(queue);
+      celery = { declaration: standard, key: `queue:${queue}:${JSON.stringify(standard)}` };
+      this.defaultDeclarations.set(queue, celery);
+    }
+    return celery;
   }
 
   /**
@@ -233,18 +277,19 @@ export class AmqpBroker implements Broker {
    * (at least once: RabbitMQ may have taken the first copy).
    */
   async publish(message: OutgoingMessage, options: PublishOptions = {}): Promise<void> {
-    const properties = { ...message.properties, headers: pythonSafeHeaders(message.properties.headers) };
+    // mandatory: a queue that cannot take the message (deleted, or its node is down) hands it back instead of RabbitMQ dropping it.
+    const publishOptions: Options.Publish & { timeout?: number } = {
+      ...message.properties,
+      headers: pythonSafeHeaders(message.properties.headers),
+      mandatory: options.mandatory === true,
+    };
     const deadline = options.timeout === undefined ? undefined : Date.now() + options.timeout;
     for (;;) {
       if (this.failure) throw this.failure;
-      const timeout = deadline === undefined ? undefined : Math.max(1, deadline - Date.now());
+      publishOptions.timeout = deadline === undefined ? undefined : Math.max(1, deadline - Date.now());
+      const publisher = this.publisher;
       try {
-        // mandatory: a queue that cannot take the message (deleted, or its node is down) hands it back instead of RabbitMQ dropping it.
-        await this.publisher.publish(message.exchange, message.routingKey, message.body, {
-          ...properties,
-          timeout,
-          mandatory: options.mandatory === true,
-        });
+        await publisher.publish(message.exchange, message.routingKey, message.body, publishOptions);
         if (options.mandatory && this.returns.take(message)) {
           throw new PublishUnroutableError(
             `RabbitMQ could not route the message to '${message.routingKey}'${message.exchange ? ` through exchange '${message.exchange}'` : ''} ` +
@@ -259,7 +304,18 @@ export class AmqpBroker implements Broker {
             `RabbitMQ at ${this.url} did not confirm the message to '${message.routingKey}' within ${options.timeout} ms; it may not have been sent.`,
           );
         }
-        if (this.closed || !lostBeforeConfirm(error)) throw error;
+        if (this.closed) throw error;
+        if (publisher !== this.publisher) {
+          // Its channel was closed by RabbitMQ and replaced. If this publish is what closed it, sending it again would close the next one too.
+          const closedBy = this.publisherErrors.get(publisher);
+          if (message.exchange && closedBy?.message.includes(`no exchange '${message.exchange}'`)) {
+            throw new PublishUnroutableError(
+              `RabbitMQ has no exchange '${message.exchange}' (404 NOT_FOUND: it was deleted since it was declared), so the message to '${message.routingKey}' was not stored; declare the exchange again and resend it.`,
+            );
+          }
+          continue;
+        }
+        if (!lostBeforeConfirm(error)) throw error;
       }
     }
   }
@@ -329,11 +385,17 @@ export class AmqpBroker implements Broker {
   ): Promise<void> {
     let declared = this.declared.get(key);
     if (!declared) {
-      declared = this.onOwnChannel(queue, declare, fatal, context);
-      this.declared.set(key, declared);
-      declared.catch(() => this.declared.delete(key));
+      const entry: Declaration = { promise: this.onOwnChannel(queue, declare, fatal, context), settled: false };
+      this.declared.set(key, entry);
+      entry.promise.then(
+        () => (entry.settled = true),
+        () => {
+          if (this.declared.get(key) === entry) this.declared.delete(key);
+        },
+      );
+      declared = entry;
     }
-    return declared;
+    return declared.promise;
   }
 
   /**
@@ -395,6 +457,12 @@ export class AmqpBroker implements Broker {
     this.unreachable.delete(queue);
     logger.log(`Queue '${queue}' is reachable again after ${attempts} failed declaration(s)`);
   }
+}
+
+/** A declaration made on the current connection; `settled` once RabbitMQ answered it. */
+interface Declaration {
+  promise: Promise<void>;
+  settled: boolean;
 }
 
 /**

@@ -20,6 +20,17 @@ export class PublishTimeoutError extends Error {
   override readonly name = 'PublishTimeoutError';
 }
 
+/** `promise`, or a `PublishTimeoutError('timeout')` once `ms` have passed. */
+export async function withPublishTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(new PublishTimeoutError('timeout')), ms)));
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * A send RabbitMQ confirmed but could not route to any queue (312 NO_ROUTE): the queue was deleted,
  * or on a cluster its node is down. The message was not stored; sending it again later is safe.

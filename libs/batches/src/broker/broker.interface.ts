@@ -141,8 +141,12 @@ export interface Broker {
    * with no arguments. A `declaration` (or, for a string, the exchange name) says otherwise; without
    * one, the last declaration given for this queue name on this broker is used again.
    */
-  /** `fresh`: ask the broker again even if this connection declared it already (it may have been deleted since). */
-  declareQueue(queue: string, declaration?: QueueDeclaration | string, options?: { fresh?: boolean }): Promise<void>;
+  /**
+   * `fresh`: ask the broker again even if this connection declared it already (it may have been
+   * deleted since). `timeout` (ms): reject with `PublishTimeoutError` if the declaration is not done
+   * by then (no timer when it is done already).
+   */
+  declareQueue(queue: string, declaration?: QueueDeclaration | string, options?: { fresh?: boolean; timeout?: number }): Promise<void>;
   /** Declares a durable queue reached through the default exchange (dead letters), of `type` (classic by default). */
   declareDeadLetterQueue(queue: string, type?: QueueType): Promise<void>;
   consume(queue: string, options: ConsumeOptions, onDelivery: (delivery: Delivery) => void): Promise<QueueConsumer>;

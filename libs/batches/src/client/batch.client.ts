@@ -4,7 +4,7 @@ import { defer, map, type Observable } from 'rxjs';
 import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
 import type { ResolvedModuleOptions } from '../batches.options.js';
 import type { Broker } from '../broker/broker.interface.js';
-import { PublishTimeoutError, PublishUnroutableError } from '../broker/broker-errors.js';
+import { PublishTimeoutError, PublishUnroutableError, withPublishTimeout } from '../broker/broker-errors.js';
 import { CanvasSender } from '../canvas/canvas-sender.js';
 import { frozen, signaturesOf, type Signature } from '../canvas/signature.js';
 import { encodeTaskMessage } from '../protocol/celery-message.js';
@@ -98,7 +98,8 @@ export class BatchClient {
       // Declared as the module's `queues` option says (Celery's way when it names none), and sent through its exchange.
       const declaration = this.options.queues?.[queue];
       const send = async (fresh: boolean): Promise<void> => {
-        await withTimeout(this.broker.declareQueue(queue, declaration, { fresh }), Math.max(1, deadline - Date.now()));
+        // No timer once this connection has declared the queue: the usual case.
+        await this.broker.declareQueue(queue, declaration, { fresh, timeout: Math.max(1, deadline - Date.now()) });
         await this.broker.publish(
           {
             exchange: declaration?.exchange ?? queue,
@@ -158,7 +159,7 @@ export class BatchClient {
 
   private async sendCanvas(canvas: Signature, timeout = this.options.publishTimeout): Promise<void> {
     try {
-      await withTimeout(this.canvas.send(canvas), timeout);
+      await withPublishTimeout(this.canvas.send(canvas), timeout);
     } catch (error) {
       if (!(error instanceof PublishTimeoutError)) throw error;
       throw new PublishTimeoutError(
@@ -182,16 +183,5 @@ export class BatchClient {
   /** Nest-style request/response: `data` becomes `args[0]`; emits the task's result. */
   send<T = unknown>(name: string, data: unknown, options?: WaitOptions): Observable<T> {
     return defer(async () => (await this.applyAsync<T>(name, { args: [data] })).get(options));
-  }
-}
-
-/** `promise`, or a `PublishTimeoutError` once `ms` have passed. */
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(new PublishTimeoutError('timeout')), ms)));
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
   }
 }
