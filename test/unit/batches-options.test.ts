@@ -6,6 +6,7 @@ import {
   BatchesConfigError,
   derivePrefetch,
   MAX_PREFETCH,
+  narrowGroupWindows,
   resolveHandlerOptions,
   resolveModuleOptions,
   type BatchesModuleOptions,
@@ -217,6 +218,18 @@ describe('derivePrefetch', () => {
   it('gives a groupBy handler a filling buffer per key: flushEvery × (concurrency + maxGroups)', () => {
     assert.equal(derivePrefetch('q', [handler({ flushEvery: 100, concurrency: 2, groupBy, maxGroups: 40 })]), 100 * 42);
     assert.equal(handlerOptions({ groupBy }).maxGroups, 32, 'maxGroups defaults to 32');
+  });
+
+  it('warns about a groupBy handler whose own prefetch is below a filling buffer per key, naming the task and the fix', () => {
+    const narrow = { task: 'bulk.insert', options: handler({ flushEvery: 100, concurrency: 1, groupBy, maxGroups: 8, prefetch: 500 }) };
+    const [warning, ...others] = narrowGroupWindows([narrow]);
+    assert.equal(others.length, 0);
+    assert.match(warning, /@BatchHandler\('bulk.insert'\): `prefetch` 500 is below flushEvery × \(concurrency \+ maxGroups\) = 900/);
+    assert.match(warning, /Raise `prefetch` to that, lower `maxGroups`, or leave `prefetch` unset/);
+    const wide = { task: 'bulk.wide', options: handler({ flushEvery: 100, concurrency: 1, groupBy, maxGroups: 8, prefetch: 900 }) };
+    const derived = { task: 'bulk.derived', options: handler({ flushEvery: 100, groupBy }) };
+    const ungrouped = { task: 'plain', options: handler({ flushEvery: 100, prefetch: 100 }) };
+    assert.deepEqual(narrowGroupWindows([wide, derived, ungrouped]), []);
   });
 });
 

@@ -595,6 +595,23 @@ function handlerWindow(handler: ResolvedHandlerOptions): number {
 }
 
 /**
+ * Warnings for `groupBy` handlers whose own `prefetch` is narrower than a filling buffer per key
+ * (`flushEvery × (concurrency + maxGroups)`): partial buffers of many keys can then fill the
+ * window, and every key waits for its interval. Allowed (fewer unacked messages may matter more),
+ * but said once at startup.
+ */
+export function narrowGroupWindows(handlers: ReadonlyArray<{ task: string; options: ResolvedHandlerOptions }>): string[] {
+  return handlers
+    .filter(({ options }) => options.groupBy !== undefined && options.prefetch !== undefined && options.prefetch < handlerWindow(options))
+    .map(
+      ({ task, options }) =>
+        `@BatchHandler('${task}'): \`prefetch\` ${options.prefetch} is below flushEvery × (concurrency + maxGroups) = ` +
+        `${handlerWindow(options)}, so with groupBy, partial buffers of many keys can fill the window and each key then waits for ` +
+        '`flushInterval`. Raise `prefetch` to that, lower `maxGroups`, or leave `prefetch` unset to let the library derive it.',
+    );
+}
+
+/**
  * Unacked messages a queue's channel may hold: room for every handler's running batches plus the
  * next one filling, so handlers sharing a queue never starve each other.
  */

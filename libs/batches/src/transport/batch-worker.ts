@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
-import { derivePrefetch, type ResolvedModuleOptions } from '../batches.options.js';
+import { derivePrefetch, narrowGroupWindows, type ResolvedModuleOptions } from '../batches.options.js';
 import type { Broker } from '../broker/broker.interface.js';
 import { CanvasSender } from '../canvas/canvas-sender.js';
 import { WorkflowSteps } from '../canvas/workflow-steps.js';
@@ -82,10 +82,12 @@ export class BatchWorker implements OnModuleDestroy {
       maxMessageBytes: this.options.maxMessageBytes,
     };
     for (const [queue, tasks] of byQueue) {
+      const handlers = [...tasks.values()].map((pipeline) => pipeline.handler);
       const prefetch = derivePrefetch(
         queue,
-        [...tasks.values()].map((pipeline) => pipeline.handler.options),
+        handlers.map((handler) => handler.options),
       );
+      for (const warning of narrowGroupWindows(handlers)) this.logger.warn(warning);
       this.queues.push(new QueueDispatcher(queue, prefetch, tasks, deps));
       this.pipelines.push(...tasks.values());
     }
