@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { evalReachesPid } from './broker-eval.js';
 import { metricOf, REDIS_URL, type Measurement } from './measurement.js';
 import { runObservability } from './observability-run.js';
 import type { Observability } from './observability.js';
@@ -30,6 +31,10 @@ round), and prints every row's medians with their spread (min–max) and the tar
                      with as many of its VM's schedulers online as it has cores (rabbitmqctl eval; RABBITMQCTL
                      names the command); the broker's own affinity and schedulers are restored at the end, on
                      Ctrl-C and on errors
+  --keep-broker-garbage
+                     do not collect the local broker's garbage after each backlog is published (by default it
+                     is, with rabbitmqctl eval, inside the publishing step, so every consumer starts from the
+                     same broker; without it the broker's CPU per consumed message varies about 2 × run to run)
   --quick            N 20,000, 1 round, no Python Celery, no lateness run: a quick look
   --out DIR          where results.json, table.md and chart.svg go (default bench-results)
   --observability    only the memory:// pipeline with events, metrics and tracing off and on
@@ -37,7 +42,7 @@ round), and prints every row's medians with their spread (min–max) and the tar
                      --baseline label=path/to/dist/apps/bench/child.js adds another build's pipeline)
 
 Environment: AMQP_URL, REDIS_URL (the with-results rows; skipped when Redis does not answer),
-CELERY_PYTHON (default /usr/bin/python3), BENCH_N, BENCH_RUNS, TASKSET and RABBITMQCTL (--pin).`;
+CELERY_PYTHON (default /usr/bin/python3), BENCH_N, BENCH_RUNS, TASKSET (--pin) and RABBITMQCTL.`;
 
 const { values } = parseArgs({
   options: {
@@ -50,6 +55,7 @@ const { values } = parseArgs({
     quick: { type: 'boolean', default: false },
     sweep: { type: 'boolean', default: false },
     pin: { type: 'boolean', default: false },
+    'keep-broker-garbage': { type: 'boolean', default: false },
     observability: { type: 'boolean', default: false },
     'observability-rabbitmq': { type: 'boolean', default: false },
     baseline: { type: 'string', multiple: true },
@@ -77,7 +83,9 @@ if (values.pin) {
   }
 }
 // A loaded shared broker may never fall quiet: wait for it at most about as long as it takes to persist a backlog.
-const runner = new Runner(brokerPid, Math.min(20_000, Math.max(500, n / 5)));
+// Only on the broker whose CPU is read (rabbitmqctl may reach another node).
+const collectGarbage = !values['keep-broker-garbage'] && brokerPid !== undefined && evalReachesPid() === brokerPid;
+const runner = new Runner(brokerPid, Math.min(20_000, Math.max(500, n / 5)), collectGarbage);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     console.log(`\n${signal}: stopping the measured processes, deleting the bench's queues`);
@@ -170,7 +178,8 @@ const header =
   `(${celery ? `Python Celery ${celeryN.toLocaleString('en-US')}` : 'no Python Celery'}, in process ${memoryN.toLocaleString('en-US')}), ` +
   `${runs} round${runs === 1 ? '' : 's'}, ` +
   `${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}` +
-  (pinning ? `, ${pinning.description}` : brokerPid ? ', broker and bench unpinned' : ', broker not on this machine');
+  (pinning ? `, ${pinning.description}` : brokerPid ? ', broker and bench unpinned' : ', broker not on this machine') +
+  (collectGarbage ? ", the broker's garbage collected at the end of each publishing step" : '');
 const markdown = table(summaries);
 const targetsMarkdown = targetsTable(targets);
 const floorsMarkdown = brokerFloorTable(brokerFloors);

@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { evalOnBroker, evalReachesPid, RABBITMQCTL } from './broker-eval.js';
 
 const TASKSET = process.env.TASKSET ?? 'taskset';
-const RABBITMQCTL = process.env.RABBITMQCTL ?? 'rabbitmqctl';
 
 /** Threads of `pid` (the Erlang VM binds its schedulers to cores one thread at a time). */
 function threads(pid: number): number[] {
@@ -34,18 +34,6 @@ function setMask(tid: number, hex: string): void {
 interface Schedulers {
   online: number;
   dirtyOnline: number;
-}
-
-/** Runs `expression` on the local node with `rabbitmqctl eval`; throws a short reason when it cannot. */
-function evalOnBroker(expression: string): string {
-  try {
-    return execFileSync(RABBITMQCTL, ['eval', expression], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
-  } catch (error) {
-    const { code, status, stderr, stdout } = error as { code?: string; status?: number; stderr?: string; stdout?: string };
-    if (code === 'ENOENT') throw new Error(`${RABBITMQCTL} not found`, { cause: error });
-    const reason = `${stderr ?? ''}\n${stdout ?? ''}`.split('\n').find((line) => line.trim()) ?? `exit status ${status}`;
-    throw new Error(`${RABBITMQCTL} eval failed: ${reason.trim().slice(0, 120)}`, { cause: error });
-  }
 }
 
 /**
@@ -82,8 +70,7 @@ function applySchedulers({ online, dirtyOnline }: Schedulers): void {
 /** Gives the broker its scheduler counts back, unless it has restarted since (then it has its own again). */
 function restoreSchedulers(brokerPid: number, schedulers: Schedulers): void {
   try {
-    const pid = Number(/"(\d+)"/.exec(evalOnBroker('os:getpid().'))?.[1]);
-    if (pid === brokerPid) applySchedulers(schedulers);
+    if (evalReachesPid() === brokerPid) applySchedulers(schedulers);
   } catch (error) {
     console.error(`--pin: could not restore the broker's schedulers online to ${schedulers.online}: ${(error as Error).message}`);
   }

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { deleteQueue, type MessageFormat } from './backlog.js';
+import { collectBrokerGarbage } from './broker-eval.js';
 import type { Measurement, RunOptions } from './measurement.js';
 import { tree, treeUsage } from './systems/process-tree.js';
 
@@ -32,6 +33,8 @@ export class Runner {
     private readonly brokerPid: number | undefined,
     /** How long to wait at most for the broker to become idle. */
     private readonly quietWithinMs = 20_000,
+    /** Collect the broker's garbage at the end of each publishing step (`collectBrokerGarbage`). */
+    private readonly collectGarbage = false,
   ) {}
 
   /** Runs one system in a child process of its own (so CPU seconds and peak RSS are its own). */
@@ -95,11 +98,14 @@ export class Runner {
       const published =
         count === 0
           ? undefined
-          : await this.withBroker(count, () =>
-              publisher === 'client'
+          : await this.withBroker(count, async () => {
+              const publishing = await (publisher === 'client'
                 ? this.child('publish-client', { n: count, queue, format: format === 'lean' ? 'lean' : 'full' })
-                : this.child('publish-raw', { n: count, queue, backlog: format, idPrefix }),
-            );
+                : this.child('publish-raw', { n: count, queue, backlog: format, idPrefix }));
+              // Inside the publishing step's broker window: the garbage publishing left is charged to publishing.
+              if (this.collectGarbage) collectBrokerGarbage();
+              return publishing;
+            });
       const consumed = await this.withBroker(count, () => consume(queue));
       return { published, consumed };
     } finally {
