@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { BatchClient, EagerResult, ResultBackend, TaskFailedError, UnknownTaskError } from 'nestjs-batches';
+import { BatchClient, EagerResult, ResultBackend, signature, TaskFailedError, UnknownTaskError } from 'nestjs-batches';
 import { AMQP_URL, closeAllConnections, queueCounts, TestRabbit, uniqueQueue } from './support/rabbitmq.js';
 import { waitFor } from './support/wait.js';
 import { recorder, startWorker } from './support/worker-app.js';
@@ -177,6 +177,27 @@ describe('publishing through a connection loss', () => {
 });
 
 describe('sends RabbitMQ could not route', () => {
+  it('a canvas send (chain) to a queue deleted after this connection declared it is declared anew and delivered', async () => {
+    const queue = uniqueQueue('client.canvas-deleted');
+    queues.push(queue);
+    const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue, waitForBroker: true }, []);
+    const rabbit = await TestRabbit.connect();
+    try {
+      const client = app.get(BatchClient);
+      await client.chain([signature('client.first', { args: [1] }), signature('client.second')]);
+      assert.equal((await queueCounts(queue)).ready, 1);
+      await rabbit.channel.deleteQueue(queue);
+      // The chain's first task goes through the canvas sender, which a worker also uses for callbacks and chain steps.
+      await client.chain([signature('client.first', { args: [2] }), signature('client.second')]);
+      const messages = await rabbit.takeAll(queue);
+      assert.equal(messages.length, 1, "the chain's first task reached the re-declared queue");
+      assert.deepEqual((JSON.parse(messages[0].content.toString()) as unknown[])[0], [2]);
+    } finally {
+      await rabbit.close();
+      await app.close();
+    }
+  });
+
   it('an exchange deleted after this connection declared it is declared anew, and publishing goes on on a new channel', async () => {
     const queue = uniqueQueue('client.exchange-deleted');
     queues.push(queue);

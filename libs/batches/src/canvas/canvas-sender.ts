@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Broker, QueueDeclaration } from '../broker/broker.interface.js';
+import { publishTask } from '../broker/publish-task.js';
 import type { BatchesTracing } from '../observability/batches-tracing.js';
 import { encodeTaskMessage, type MessageFormat } from '../protocol/celery-message.js';
 import type { TaskArgs } from '../simple-request.js';
@@ -100,17 +101,8 @@ export class CanvasSender {
       },
       this.settings.messageFormat,
     );
-    const declaration = this.settings.queues?.[queue];
-    await this.broker.declareQueue(queue, declaration);
-    await this.broker.publish(
-      {
-        exchange: declaration?.exchange ?? queue,
-        routingKey: declaration?.routingKey ?? queue,
-        body: encoded.body,
-        properties: encoded.properties,
-      },
-      { mandatory: true },
-    );
+    // A queue deleted since it was declared is declared anew, so a callback or chain step is not lost to it.
+    await publishTask(this.broker, queue, this.settings.queues?.[queue], encoded);
     return id;
   }
 }

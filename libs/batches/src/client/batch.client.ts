@@ -4,7 +4,8 @@ import { defer, map, type Observable } from 'rxjs';
 import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
 import type { ResolvedModuleOptions } from '../batches.options.js';
 import type { Broker } from '../broker/broker.interface.js';
-import { PublishTimeoutError, PublishUnroutableError, withPublishTimeout } from '../broker/broker-errors.js';
+import { PublishTimeoutError, withPublishTimeout } from '../broker/broker-errors.js';
+import { publishTask } from '../broker/publish-task.js';
 import { CanvasSender } from '../canvas/canvas-sender.js';
 import { frozen, signaturesOf, type Signature } from '../canvas/signature.js';
 import { encodeTaskMessage } from '../protocol/celery-message.js';
@@ -93,29 +94,9 @@ export class BatchClient {
       this.options.messageFormat,
     );
     const timeout = options.timeout ?? this.options.publishTimeout;
-    const deadline = now + timeout;
     try {
       // Declared as the module's `queues` option says (Celery's way when it names none), and sent through its exchange.
-      const declaration = this.options.queues?.[queue];
-      const send = async (fresh: boolean): Promise<void> => {
-        // No timer once this connection has declared the queue: the usual case.
-        await this.broker.declareQueue(queue, declaration, { fresh, timeout: Math.max(1, deadline - Date.now()) });
-        await this.broker.publish(
-          {
-            exchange: declaration?.exchange ?? queue,
-            routingKey: declaration?.routingKey ?? queue,
-            body: encoded.body,
-            properties: encoded.properties,
-          },
-          { timeout: Math.max(1, deadline - Date.now()), mandatory: true },
-        );
-      };
-      // No queue took it: deleted since this connection declared it (declared anew, then sent again), or its node is down (the
-      // declaration waits for the node, within the timeout). Either way RabbitMQ stored nothing, so sending again is safe.
-      await send(false).catch((error: unknown) => {
-        if (error instanceof PublishUnroutableError) return send(true);
-        throw error;
-      });
+      await publishTask(this.broker, queue, this.options.queues?.[queue], encoded, now + timeout);
     } catch (error) {
       if (!(error instanceof PublishTimeoutError)) throw error;
       throw new PublishTimeoutError(
