@@ -177,27 +177,6 @@ describe('publishing through a connection loss', () => {
 });
 
 describe('sends RabbitMQ could not route', () => {
-  it('a canvas send (chain) to a queue deleted after this connection declared it is declared anew and delivered', async () => {
-    const queue = uniqueQueue('client.canvas-deleted');
-    queues.push(queue);
-    const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue, waitForBroker: true }, []);
-    const rabbit = await TestRabbit.connect();
-    try {
-      const client = app.get(BatchClient);
-      await client.chain([signature('client.first', { args: [1] }), signature('client.second')]);
-      assert.equal((await queueCounts(queue)).ready, 1);
-      await rabbit.channel.deleteQueue(queue);
-      // The chain's first task goes through the canvas sender, which a worker also uses for callbacks and chain steps.
-      await client.chain([signature('client.first', { args: [2] }), signature('client.second')]);
-      const messages = await rabbit.takeAll(queue);
-      assert.equal(messages.length, 1, "the chain's first task reached the re-declared queue");
-      assert.deepEqual((JSON.parse(messages[0].content.toString()) as unknown[])[0], [2]);
-    } finally {
-      await rabbit.close();
-      await app.close();
-    }
-  });
-
   it('an exchange deleted after this connection declared it is declared anew, and publishing goes on on a new channel', async () => {
     const queue = uniqueQueue('client.exchange-deleted');
     queues.push(queue);
@@ -224,25 +203,39 @@ describe('sends RabbitMQ could not route', () => {
     }
   });
 
-  it('a queue deleted after this connection declared it is declared anew and the task delivered, not dropped', async () => {
-    const queue = uniqueQueue('client.deleted');
+  /**
+   * Sends `1` with `send`, deletes the queue (and so its binding) from outside, sends `2`: kombu's
+   * declaration cache would now drop every send silently; the second must reach the queue declared anew.
+   */
+  async function sendAfterQueueDeleted(name: string, send: (client: BatchClient, value: number) => Promise<unknown>): Promise<void> {
+    const queue = uniqueQueue(name);
     queues.push(queue);
     // No worker consumes it: the test reads the queue itself.
     const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue, waitForBroker: true }, []);
     const rabbit = await TestRabbit.connect();
     try {
       const client = app.get(BatchClient);
-      await client.delay('client.anything', 1);
+      await send(client, 1);
       assert.equal((await queueCounts(queue)).ready, 1);
-      // Someone deletes the queue (and so its binding): kombu's declaration cache would now drop every send silently.
       await rabbit.channel.deleteQueue(queue);
-      await client.delay('client.anything', 2);
+      await send(client, 2);
       const messages = await rabbit.takeAll(queue);
       assert.equal(messages.length, 1, 'the second send reached the re-declared queue');
-      assert.deepEqual(JSON.parse(messages[0].content.toString())[0], [2]);
+      assert.deepEqual((JSON.parse(messages[0].content.toString()) as unknown[])[0], [2]);
     } finally {
       await rabbit.close();
       await app.close();
     }
+  }
+
+  it('a queue deleted after this connection declared it is declared anew and the task delivered, not dropped', async () => {
+    await sendAfterQueueDeleted('client.deleted', (client, value) => client.delay('client.anything', value));
+  });
+
+  it('a canvas send (chain) to a deleted queue is declared anew and delivered too', async () => {
+    // The chain's first task goes through the canvas sender, which a worker also uses for callbacks and chain steps.
+    await sendAfterQueueDeleted('client.canvas-deleted', (client, value) =>
+      client.chain([signature('client.first', { args: [value] }), signature('client.second')]),
+    );
   });
 });
