@@ -1,5 +1,15 @@
-import { isIP } from 'node:net';
-import type { QueueDeclaration, QueueExchangeType, QueueType } from './broker/broker.interface.js';
+import type { QueueDeclaration } from './broker/broker.interface.js';
+import {
+  BatchesConfigError,
+  booleanOption,
+  describeValue,
+  nonNegativeInteger,
+  positiveInteger,
+  queueName,
+  scheme,
+} from './options/option-checks.js';
+import { resolveQueues, type QueueOptions } from './options/queue-options.js';
+import { tlsOptions } from './options/tls-options.js';
 import { taskRouter } from './canvas/task-routes.js';
 import type { SimpleRequest } from './simple-request.js';
 import { MAX_TIMER_MS } from './transport/due-timer.js';
@@ -251,18 +261,6 @@ export interface ResolvedHandlerOptions {
   declaration?: QueueDeclaration;
 }
 
-/** Thrown at startup for an option that cannot work; the message names the option and the fix. */
-export class BatchesConfigError extends Error {
-  override readonly name = 'BatchesConfigError';
-}
-
-function positiveInteger(where: string, option: string, value: number, hint: string): number {
-  if (!Number.isInteger(value) || value < 1) {
-    throw new BatchesConfigError(`${where}: \`${option}\` must be a positive integer, got ${String(value)}. ${hint}`);
-  }
-  return value;
-}
-
 /** A `flushInterval`: a timer must hold it (Node fires longer ones at once). */
 function interval(where: string, value: number): number {
   positiveInteger(where, 'flushInterval', value, 'It is in milliseconds.');
@@ -274,20 +272,8 @@ function interval(where: string, value: number): number {
   return value;
 }
 
-function nonNegativeInteger(where: string, option: string, value: number, hint: string): number {
-  if (!Number.isInteger(value) || value < 0) {
-    throw new BatchesConfigError(`${where}: \`${option}\` must be an integer of 0 or more, got ${String(value)}. ${hint}`);
-  }
-  return value;
-}
-
 const BROKER_SCHEMES = ['memory:', 'amqp:', 'amqps:'];
 const BACKEND_SCHEMES = ['memory:', 'redis:', 'rediss:'];
-
-function scheme(url: string): string {
-  const match = /^([a-z][a-z0-9+.-]*:)/i.exec(url);
-  return match ? match[1].toLowerCase() : '';
-}
 
 export function resolveModuleOptions(options: BatchesModuleOptions = {}): ResolvedModuleOptions {
   const where = 'BatchesModule.forRoot()';
@@ -372,13 +358,6 @@ function messageFormat(where: string, value: unknown): MessageFormat {
   return value as MessageFormat;
 }
 
-function booleanOption(where: string, option: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') {
-    throw new BatchesConfigError(`${where}: \`${option}\` must be true or false, got ${JSON.stringify(value)}.`);
-  }
-  return value;
-}
-
 function tracingOf(where: string, value: unknown, brokerUrl: string): BatchesTracing | undefined {
   const tracer = typeof value === 'object' && value !== null ? (value as { tracer?: unknown }).tracer : undefined;
   if (
@@ -391,114 +370,6 @@ function tracingOf(where: string, value: unknown, brokerUrl: string): BatchesTra
     );
   }
   return createTracing(value as TracingOption, where, scheme(brokerUrl) === 'memory:' ? 'memory' : 'rabbitmq');
-}
-
-function describeValue(value: unknown): string {
-  if (typeof value !== 'object' || value === null) return JSON.stringify(value) ?? String(value);
-  return `an object with ${
-    Object.keys(value)
-      .map((key) => `'${key}'`)
-      .join(', ') || 'no keys'
-  }`;
-}
-
-const TLS_KEYS = ['ca', 'cert', 'key', 'passphrase', 'servername', 'rejectUnauthorized'];
-
-/** The password of a URL as `***`, for messages. */
-function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
-}
-
-/** Validates `brokerTls` / `resultBackendTls`: TLS URLs only, known keys, PEM contents, cert with key. */
-function tlsOptions(
-  where: string,
-  option: string,
-  value: unknown,
-  urlOption: string,
-  urls: string[],
-  tlsScheme: 'amqps:' | 'rediss:',
-): BatchesTlsOptions {
-  const keys = TLS_KEYS.join(', ');
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || Buffer.isBuffer(value)) {
-    throw new BatchesConfigError(
-      `${where}: \`${option}\` must be an object with some of ${keys}, got ${Buffer.isBuffer(value) ? 'a Buffer' : describeValue(value)}. ` +
-        `Put the PEM contents in its fields, e.g. \`${option}: { ca: readFileSync('ca.pem') }\`.`,
-    );
-  }
-  const unknown = Object.keys(value).find((key) => !TLS_KEYS.includes(key));
-  if (unknown !== undefined) {
-    throw new BatchesConfigError(`${where}: \`${option}.${unknown}\` is not a TLS option. Use ${keys}.`);
-  }
-  const plain = urls.find((url) => scheme(url) !== tlsScheme);
-  if (plain !== undefined) {
-    throw new BatchesConfigError(
-      `${where}: \`${option}\` is set but \`${urlOption}\` ${JSON.stringify(redactUrl(plain))} does not use TLS. ` +
-        `Use a '${tlsScheme}//' URL (the ${tlsScheme === 'amqps:' ? 'RabbitMQ TLS listener, port 5671 by default' : 'Redis TLS port'}), or remove \`${option}\`.`,
-    );
-  }
-  const tls = value as Record<string, unknown>;
-  const resolved: BatchesTlsOptions = {};
-  if (tls.ca !== undefined) {
-    const cas = Array.isArray(tls.ca) ? tls.ca : [tls.ca];
-    cas.forEach((ca) => pem(where, `${option}.ca`, ca, 'CERTIFICATE-----', 'the CA certificate'));
-    resolved.ca = tls.ca as BatchesTlsOptions['ca'];
-  }
-  if (tls.cert !== undefined) resolved.cert = pem(where, `${option}.cert`, tls.cert, 'CERTIFICATE-----', 'the client certificate');
-  if (tls.key !== undefined)
-    resolved.key = pem(where, `${option}.key`, tls.key, 'PRIVATE KEY-----', "the client certificate's private key");
-  if ((resolved.cert === undefined) !== (resolved.key === undefined)) {
-    const [given, missing] = resolved.cert === undefined ? ['key', 'cert'] : ['cert', 'key'];
-    throw new BatchesConfigError(
-      `${where}: \`${option}.${given}\` is set without \`${option}.${missing}\`. A client certificate needs both: \`cert\` and its private \`key\`.`,
-    );
-  }
-  if (tls.passphrase !== undefined) {
-    if (typeof tls.passphrase !== 'string') {
-      throw new BatchesConfigError(`${where}: \`${option}.passphrase\` must be a string, got ${describeValue(tls.passphrase)}.`);
-    }
-    if (resolved.key === undefined) {
-      throw new BatchesConfigError(
-        `${where}: \`${option}.passphrase\` decrypts \`${option}.key\`, which is not set. Give the key, or remove the passphrase.`,
-      );
-    }
-    resolved.passphrase = tls.passphrase;
-  }
-  if (tls.servername !== undefined) {
-    if (typeof tls.servername !== 'string' || tls.servername.length === 0 || isIP(tls.servername) !== 0) {
-      throw new BatchesConfigError(
-        `${where}: \`${option}.servername\` must be the host name on the server's certificate, got ${describeValue(tls.servername)}. ` +
-          'An IP address cannot be sent as SNI: put it in the URL instead.',
-      );
-    }
-    resolved.servername = tls.servername;
-  }
-  if (tls.rejectUnauthorized !== undefined)
-    resolved.rejectUnauthorized = booleanOption(where, `${option}.rejectUnauthorized`, tls.rejectUnauthorized);
-  return resolved;
-}
-
-/** Checks that `value` holds PEM text of the expected kind (not a file path, not the other half of the pair). */
-function pem(where: string, option: string, value: unknown, marker: string, what: string): string | Buffer {
-  if (typeof value !== 'string' && !Buffer.isBuffer(value)) {
-    throw new BatchesConfigError(
-      `${where}: \`${option}\` must be PEM text as a string or Buffer, got ${describeValue(value)}. Pass ${what}, e.g. readFileSync('${what.includes('key') ? 'client.key' : 'ca.pem'}').`,
-    );
-  }
-  const text = typeof value === 'string' ? value : value.toString('latin1');
-  if (!text.includes('-----BEGIN ') || !text.includes(marker)) {
-    const hint = text.includes('-----BEGIN ')
-      ? `it holds PEM of another kind (no '${marker.replace(/-+$/, '')}'); check that cert, key and ca are not swapped`
-      : `it is not PEM${text.length < 256 && !/\n/.test(text) ? ' (a file path?)' : ''}; pass the file's contents, e.g. readFileSync(path), not its path`;
-    throw new BatchesConfigError(`${where}: \`${option}\` must be ${what} in PEM format, but ${hint}.`);
-  }
-  return value;
-}
-
-function queueName(where: string, option: string, value: string): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > 255) {
-    throw new BatchesConfigError(`${where}: \`${option}\` must be a queue name of 1 to 255 characters, got ${JSON.stringify(value)}.`);
-  }
-  return value;
 }
 
 export function resolveHandlerOptions(task: string, options: BatchHandlerOptions, defaults: ResolvedModuleOptions): ResolvedHandlerOptions {
@@ -629,119 +500,5 @@ export function derivePrefetch(queue: string, handlers: ResolvedHandlerOptions[]
   return prefetch;
 }
 
-/**
- * How one queue is declared (`BatchesModule.forRoot({ queues: { [name]: … } })`); the Celery side
- * must declare it the same way (kombu's `Queue(name, Exchange(exchange, type=exchangeType),
- * routing_key=routingKey, queue_arguments={…})`), or RabbitMQ refuses the second declaration.
- */
-export interface QueueOptions {
-  /**
-   * `'classic'` (default; no `x-queue-type` is sent, as Celery) or `'quorum'` (`x-queue-type:
-   * quorum`: replicated across a cluster). The queue's `<queue>.dead` gets the same type.
-   */
-  type?: QueueType;
-  /**
-   * `x-max-priority` (1–255, RabbitMQ advises at most 10): messages sent with a higher `priority`
-   * are delivered first. Classic queues only: RabbitMQ 3.x quorum queues refuse the argument, and
-   * RabbitMQ 4 quorum queues have two priorities (0–4 and 5+) without it.
-   */
-  maxPriority?: number;
-  /** Further queue arguments, sent as given (e.g. `{ 'x-delivery-limit': 20 }` for a quorum queue). */
-  arguments?: Record<string, unknown>;
-  /** Exchange the queue is bound to and `BatchClient` publishes to; the queue's name by default (Celery's). */
-  exchange?: string;
-  /** `'direct'` (default), `'topic'` or `'fanout'`. */
-  exchangeType?: QueueExchangeType;
-  /** Binding key, and the routing key `BatchClient` publishes with; the queue's name by default. */
-  routingKey?: string;
-  /** Further binding keys of the queue on the same exchange (e.g. topic patterns `'billing.*'`). */
-  bindings?: string[];
-}
-
-const QUEUE_OPTION_KEYS = new Set(['type', 'maxPriority', 'arguments', 'exchange', 'exchangeType', 'routingKey', 'bindings']);
-const EXCHANGE_TYPES: readonly QueueExchangeType[] = ['direct', 'topic', 'fanout'];
-
-function resolveQueues(where: string, queues: unknown): Record<string, QueueDeclaration> {
-  if (typeof queues !== 'object' || queues === null || Array.isArray(queues)) {
-    throw new BatchesConfigError(
-      `${where}: \`queues\` must be an object of queue name → declaration, got ${describeValue(queues)}. ` +
-        "E.g. `queues: { billing: { type: 'quorum' } }`.",
-    );
-  }
-  const resolved: Record<string, QueueDeclaration> = {};
-  for (const [queue, options] of Object.entries(queues as Record<string, unknown>)) {
-    resolved[queueName(where, 'queues', queue)] = queueDeclaration(`${where}: \`queues['${queue}']\``, queue, options);
-  }
-  return resolved;
-}
-
-function queueDeclaration(where: string, queue: string, value: unknown): QueueDeclaration {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new BatchesConfigError(`${where} must be an object such as { type: 'quorum' }, got ${describeValue(value)}.`);
-  }
-  const options = value as QueueOptions;
-  const unknown = Object.keys(options).filter((key) => !QUEUE_OPTION_KEYS.has(key));
-  if (unknown.length > 0) {
-    throw new BatchesConfigError(
-      `${where} has unknown option(s) ${unknown.map((key) => `'${key}'`).join(', ')}. ` +
-        `Known: ${[...QUEUE_OPTION_KEYS].join(', ')}; RabbitMQ queue arguments go in \`arguments\`.`,
-    );
-  }
-  const type = options.type ?? 'classic';
-  if (type !== 'classic' && type !== 'quorum') {
-    throw new BatchesConfigError(`${where}: \`type\` must be 'classic' or 'quorum', got ${JSON.stringify(type)}.`);
-  }
-  if (options.maxPriority !== undefined) {
-    if (!Number.isInteger(options.maxPriority) || options.maxPriority < 1 || options.maxPriority > 255) {
-      throw new BatchesConfigError(
-        `${where}: \`maxPriority\` must be an integer from 1 to 255 (RabbitMQ advises at most 10), got ${String(options.maxPriority)}.`,
-      );
-    }
-    if (type === 'quorum') {
-      throw new BatchesConfigError(
-        `${where}: \`maxPriority\` is for classic queues; RabbitMQ refuses 'x-max-priority' on quorum queues. ` +
-          'Leave it unset (RabbitMQ 4 quorum queues deliver priority 5 and above first without it), or use a classic queue.',
-      );
-    }
-  }
-  const args = options.arguments ?? {};
-  if (typeof args !== 'object' || args === null || Array.isArray(args)) {
-    throw new BatchesConfigError(`${where}: \`arguments\` must be an object of RabbitMQ queue arguments, got ${describeValue(args)}.`);
-  }
-  for (const [key, option] of [
-    ['x-queue-type', 'type'],
-    ['x-max-priority', 'maxPriority'],
-  ]) {
-    if (key in args) throw new BatchesConfigError(`${where}: set \`${option}\` instead of '${key}' in \`arguments\`.`);
-  }
-  const exchangeType = options.exchangeType ?? 'direct';
-  if (!EXCHANGE_TYPES.includes(exchangeType)) {
-    throw new BatchesConfigError(
-      `${where}: \`exchangeType\` must be ${EXCHANGE_TYPES.map((each) => `'${each}'`).join(', ')}, got ${JSON.stringify(exchangeType)}.`,
-    );
-  }
-  const exchange = options.exchange ?? queue;
-  if (typeof exchange !== 'string' || exchange.length === 0 || exchange.length > 255) {
-    throw new BatchesConfigError(
-      `${where}: \`exchange\` must be an exchange name of 1 to 255 characters, got ${JSON.stringify(exchange)}; ` +
-        "leave it unset for Celery's (the queue's name).",
-    );
-  }
-  const routingKey = options.routingKey ?? queue;
-  const bindings = options.bindings ?? [];
-  if (typeof routingKey !== 'string' || routingKey.length > 255) {
-    throw new BatchesConfigError(`${where}: \`routingKey\` must be a string of at most 255 characters, got ${JSON.stringify(routingKey)}.`);
-  }
-  if (!Array.isArray(bindings) || bindings.some((key) => typeof key !== 'string' || key.length > 255)) {
-    throw new BatchesConfigError(`${where}: \`bindings\` must be a list of routing keys, got ${describeValue(bindings)}.`);
-  }
-  return {
-    type,
-    ...(options.maxPriority !== undefined && { maxPriority: options.maxPriority }),
-    arguments: { ...args },
-    exchange,
-    exchangeType,
-    routingKey,
-    bindings: [...new Set(bindings)].filter((key) => key !== routingKey),
-  };
-}
+export { BatchesConfigError } from './options/option-checks.js';
+export type { QueueOptions } from './options/queue-options.js';
