@@ -90,7 +90,8 @@ describe('benchmark smoke run', () => {
       floors,
     );
     for (const floor of floors) {
-      const line = new RegExp(`^\\| ${floor.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} \\| (n/a|\\d+\\.\\d\\d( \\(.+\\))?) \\| .* \\|$`, 'm');
+      // A tiny backlog can cost the broker less than one clock tick: the ratio is then n/a, still with its operands.
+      const line = new RegExp(`^\\| ${floor.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} \\| (n/a|\\d+\\.\\d\\d)( \\(.+\\))? \\| .* \\|$`, 'm');
       assert.match(stdout.slice(stdout.indexOf('targets met:')), line, `floor line '${floor}' missing after the targets`);
       assert.match(table, line, `floor line '${floor}' missing from table.md`);
     }
