@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { Delivery, QueueConsumer } from '../../libs/batches/src/broker/broker.interface.js';
 import { MemoryBroker } from '../../libs/batches/src/broker/memory.broker.js';
 import { BatchEvents, type BatchEvent } from '../../libs/batches/src/events/batch-events.js';
-import { encodeTaskMessage, type TaskSpec } from '../../libs/batches/src/protocol/celery-message.js';
+import { encodeTaskMessage, type TaskSpec } from '../../libs/batches/src/protocol/task-message-encode.js';
 import { MemoryResultBackend } from '../../libs/batches/src/results/memory.result-backend.js';
 import { AckTrackers } from '../../libs/batches/src/transport/ack-tracker.js';
 import type { BatchPipeline } from '../../libs/batches/src/transport/batch-pipeline.js';

@@ -13,7 +13,7 @@ import { tlsOptions } from './options/tls-options.js';
 import { taskRouter } from './canvas/task-routes.js';
 import type { SimpleRequest } from './simple-request.js';
 import { MAX_TIMER_MS } from './transport/due-timer.js';
-import { MESSAGE_FORMATS, type MessageFormat } from './protocol/celery-message.js';
+import { MESSAGE_FORMATS, type MessageFormat } from './protocol/task-message-encode.js';
 import { createTracing, type BatchesTracing, type TracingOption } from './observability/batches-tracing.js';
 import { resolveMetricsOptions, type BatchesMetricsOptions, type ResolvedMetricsOptions } from './observability/metrics-options.js';
 

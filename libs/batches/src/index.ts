@@ -66,14 +66,8 @@ export type {
 export { MemoryBroker } from './broker/memory.broker.js';
 export { AmqpBroker, type AmqpBrokerOptions } from './broker/amqp.broker.js';
 export { BrokerFailedError, PublishTimeoutError, PublishUnroutableError } from './broker/broker-errors.js';
-export {
-  encodeTaskMessage,
-  decodeTaskMessage,
-  InvalidMessageError,
-  type MessageFormat,
-  type TaskMessage,
-  type TaskSpec,
-} from './protocol/celery-message.js';
+export { decodeTaskMessage, InvalidMessageError, type TaskMessage } from './protocol/task-message-decode.js';
+export { encodeTaskMessage, type MessageFormat, type TaskSpec } from './protocol/task-message-encode.js';
 export { RevokedIds } from './control/revoked-ids.js';
 export { WorkerActivity } from './control/worker-activity.js';
 export { CeleryEvents, CELERY_EVENT_EXCHANGE, type CeleryEvent } from './control/celery-events.js';

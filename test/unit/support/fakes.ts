@@ -8,12 +8,8 @@ import { resolveHandlerOptions, resolveModuleOptions, type BatchHandlerOptions }
 import type { Delivery, DeliveryChannel } from '../../../libs/batches/src/broker/broker.interface.js';
 import type { BatchRunContext } from '../../../libs/batches/src/batch-context.js';
 import type { RegisteredHandler } from '../../../libs/batches/src/handler.explorer.js';
-import {
-  decodeTaskMessage,
-  encodeTaskMessage,
-  type TaskMessage,
-  type TaskSpec,
-} from '../../../libs/batches/src/protocol/celery-message.js';
+import { decodeTaskMessage, type TaskMessage } from '../../../libs/batches/src/protocol/task-message-decode.js';
+import { encodeTaskMessage, type TaskSpec } from '../../../libs/batches/src/protocol/task-message-encode.js';
 import type { SimpleRequest } from '../../../libs/batches/src/simple-request.js';
 import type { AckTrackers } from '../../../libs/batches/src/transport/ack-tracker.js';
 import { envelopeFor, type Envelope } from '../../../libs/batches/src/transport/envelope.js';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Broker, QueueDeclaration } from '../broker/broker.interface.js';
 import { publishTask } from '../broker/publish-task.js';
 import type { BatchesTracing } from '../observability/batches-tracing.js';
-import { encodeTaskMessage, type MessageFormat } from '../protocol/celery-message.js';
+import { encodeTaskMessage, type MessageFormat } from '../protocol/task-message-encode.js';
 import type { TaskArgs } from '../simple-request.js';
 import { mergedArgs, signaturesOf, type Signature } from './signature.js';
 

@@ -8,7 +8,7 @@ import { PublishTimeoutError, withPublishTimeout } from '../broker/broker-errors
 import { publishTask } from '../broker/publish-task.js';
 import { CanvasSender } from '../canvas/canvas-sender.js';
 import { frozen, signaturesOf, type Signature } from '../canvas/signature.js';
-import { encodeTaskMessage } from '../protocol/celery-message.js';
+import { encodeTaskMessage } from '../protocol/task-message-encode.js';
 import { ResultBackend } from '../results/result-backend.js';
 import type { WaitOptions } from '../results/task-result.js';
 import type { TaskArgs, TaskKwargs } from '../simple-request.js';

@@ -1,5 +1,5 @@
 import type { Delivery } from '../broker/broker.interface.js';
-import type { TaskMessage } from '../protocol/celery-message.js';
+import type { TaskMessage } from '../protocol/task-message-decode.js';
 import { frozen } from '../canvas/signature.js';
 import { SimpleRequest } from '../simple-request.js';
 

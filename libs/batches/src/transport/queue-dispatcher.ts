@@ -1,7 +1,7 @@
 import type { Logger } from '@nestjs/common';
 import { MAX_PREFETCH } from '../batches.options.js';
 import type { Broker, Delivery, QueueConsumer } from '../broker/broker.interface.js';
-import { decodeTaskMessage, InvalidMessageError, type TaskMessage } from '../protocol/celery-message.js';
+import { decodeTaskMessage, InvalidMessageError, type TaskMessage } from '../protocol/task-message-decode.js';
 import { NotRegistered } from '../results/not-registered.js';
 import type { ResultBackend } from '../results/result-backend.js';
 import type { WorkerActivity } from '../control/worker-activity.js';

@@ -1,6 +1,7 @@
 import { PublishUnroutableError } from '../broker/broker-errors.js';
 import type { Broker, Delivery } from '../broker/broker.interface.js';
-import { encodeRetry, type MessageFormat, type TaskMessage } from '../protocol/celery-message.js';
+import type { TaskMessage } from '../protocol/task-message-decode.js';
+import { encodeRetry, type MessageFormat } from '../protocol/task-message-encode.js';
 
 export const DEAD_LETTER_SUFFIX = '.dead';
 
