@@ -3,7 +3,8 @@ import { EventEmitter } from 'node:events';
 import { connect, type AmqpConnectionManager, type ChannelWrapper } from 'amqp-connection-manager';
 import type { Channel, ChannelModel, Message, Options } from 'amqplib';
 import type { BatchesTlsOptions } from '../batches.options.js';
-import { AmqpBroadcastConsumer, AmqpQueueConsumer } from './amqp-consumers.js';
+import { AmqpBroadcastConsumer } from './amqp-broadcast-consumer.js';
+import { AmqpQueueConsumer } from './amqp-queue-consumer.js';
 import { pythonSafeHeaders } from './amqp-integer.js';
 import {
   BrokerFailedError,

@@ -1,9 +1,10 @@
 import { Logger } from '@nestjs/common';
 import type { AmqpConnectionManager, ChannelWrapper } from 'amqp-connection-manager';
-import type { Channel, ConsumeMessage, Message } from 'amqplib';
+import type { Channel, ConsumeMessage } from 'amqplib';
 import { MAX_PREFETCH } from '../batches.options.js';
+import { LiveChannel } from './amqp-live-channel.js';
 import { BrokerFailedError } from './broker-errors.js';
-import type { BroadcastBinding, BroadcastMessage, Delivery, DeliveryChannel, QueueConsumer } from './broker.interface.js';
+import type { Delivery, QueueConsumer } from './broker.interface.js';
 
 const logger = new Logger('BatchesServer');
 
@@ -225,79 +226,4 @@ export class AmqpQueueConsumer implements QueueConsumer {
 /** A consumer tag, known once basic.consume-ok has come (deliveries may reach the handler first). */
 interface ConsumerTag {
   value: string;
-}
-
-/** A noAck consumer of a transient queue (remote control, events), declared on every (re)connect. */
-export class AmqpBroadcastConsumer implements QueueConsumer {
-  private readonly wrapper: ChannelWrapper;
-  private current?: { channel: Channel; consumerTag: string };
-  private cancelled = false;
-
-  constructor(
-    connection: AmqpConnectionManager,
-    private readonly binding: BroadcastBinding,
-    private readonly onMessage: (message: BroadcastMessage) => void,
-    private readonly declare: () => Promise<void>,
-  ) {
-    this.wrapper = connection.createChannel({ confirm: false });
-    this.wrapper.on('error', (error: Error) => {
-      if (!(error instanceof BrokerFailedError)) logger.warn(`Channel consuming '${binding.queue}' failed: ${error.message}`);
-    });
-  }
-
-  start(): Promise<void> {
-    return this.wrapper.addSetup((channel: Channel) => this.setup(channel));
-  }
-
-  private async setup(channel: Channel): Promise<void> {
-    if (this.cancelled) return;
-    await this.declare();
-    channel.on('error', (error: Error) => logger.warn(`Channel consuming '${this.binding.queue}' closed by the broker: ${error.message}`));
-    const { consumerTag } = await channel.consume(
-      this.binding.queue,
-      (message: ConsumeMessage | null) => {
-        if (message !== null) this.onMessage({ body: message.content, properties: message.properties });
-      },
-      { noAck: true },
-    );
-    this.current = { channel, consumerTag };
-  }
-
-  async setPrefetch(): Promise<void> {
-    // noAck: the broker sends without a window.
-  }
-
-  async cancel(): Promise<void> {
-    this.cancelled = true;
-    const current = this.current;
-    if (current) await current.channel.cancel(current.consumerTag).catch(() => undefined);
-  }
-
-  close(): Promise<void> {
-    this.cancelled = true;
-    return this.wrapper.close();
-  }
-}
-
-/** A raw amqplib channel as deliveries see it: acks go to the channel the delivery came on, never to its successor. */
-class LiveChannel implements DeliveryChannel {
-  open = true;
-  private readonly ackTarget = { fields: { deliveryTag: 0 } } as Message;
-
-  constructor(private readonly channel: Channel) {}
-
-  markClosed(): void {
-    this.open = false;
-  }
-
-  ack(deliveryTag: number, multiple: boolean): void {
-    if (!this.open) return;
-    this.ackTarget.fields.deliveryTag = deliveryTag;
-    try {
-      this.channel.ack(this.ackTarget, multiple);
-    } catch {
-      // The channel closed under us: the broker redelivers what we could not ack.
-      this.open = false;
-    }
-  }
 }
