@@ -19,7 +19,8 @@ import {
   type BatchesModuleOptions,
   type BatchesTlsOptions,
 } from 'nestjs-batches';
-import { BatchesConfigError, resolveModuleOptions } from '../libs/batches/src/batches.options.js';
+import { BatchesConfigError } from '../libs/batches/src/options/option-checks.js';
+import { resolveModuleOptions } from '../libs/batches/src/options/resolve-module-options.js';
 import { AMQP_URL, rabbitSuite } from './support/rabbitmq.js';
 import { waitFor } from './support/wait.js';
 import { recorder, RecordingLogger } from './support/worker-app.js';

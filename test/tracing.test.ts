@@ -250,7 +250,7 @@ describe('OpenTelemetry tracing', () => {
     try {
       await cp(fileURLToPath(new URL('../libs/batches/src/', import.meta.url)), join(dir, 'lib'), { recursive: true });
       await writeFile(join(dir, 'package.json'), '{"type":"module"}');
-      const options = (await import(pathToFileURL(join(dir, 'lib', 'batches.options.js')).href)) as {
+      const options = (await import(pathToFileURL(join(dir, 'lib', 'options', 'resolve-module-options.js')).href)) as {
         resolveModuleOptions(options: object): { tracing?: unknown };
       };
       assert.equal(options.resolveModuleOptions({ tracing: false }).tracing, undefined);

@@ -1,18 +1,11 @@
 import './support/no-network.js';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  BATCHES_DEFAULTS,
-  BatchesConfigError,
-  derivePrefetch,
-  MAX_PREFETCH,
-  narrowGroupWindows,
-  resolveHandlerOptions,
-  resolveModuleOptions,
-  type BatchesModuleOptions,
-  type BatchHandlerOptions,
-  type ResolvedHandlerOptions,
-} from '../../libs/batches/src/batches.options.js';
+import { BATCHES_DEFAULTS, type BatchesModuleOptions, type BatchHandlerOptions } from '../../libs/batches/src/batches.options.js';
+import { BatchesConfigError } from '../../libs/batches/src/options/option-checks.js';
+import { derivePrefetch, MAX_PREFETCH, narrowGroupWindows } from '../../libs/batches/src/options/prefetch.js';
+import { resolveHandlerOptions, type ResolvedHandlerOptions } from '../../libs/batches/src/options/resolve-handler-options.js';
+import { resolveModuleOptions } from '../../libs/batches/src/options/resolve-module-options.js';
 
 /** Asserts that resolving throws a BatchesConfigError whose message matches every pattern. */
 function refuses(resolve: () => unknown, ...patterns: RegExp[]): void {

@@ -4,7 +4,9 @@ import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper.js'
 import { BATCH_EVENT_METADATA, BATCH_HANDLER_METADATA, BATCHES_OPTIONS } from './batches.constants.js';
 import type { BatchEvent, BatchEventType } from './events/batch-events.js';
 import type { BatchHandlerMetadata } from './batch-handler.decorator.js';
-import { BatchesConfigError, resolveHandlerOptions, type ResolvedHandlerOptions, type ResolvedModuleOptions } from './batches.options.js';
+import { BatchesConfigError } from './options/option-checks.js';
+import { resolveHandlerOptions, type ResolvedHandlerOptions } from './options/resolve-handler-options.js';
+import type { ResolvedModuleOptions } from './options/resolve-module-options.js';
 import type { BatchRunContext } from './batch-context.js';
 import { HandlerInvokers } from './handler-invokers.js';
 import type { SimpleRequest } from './simple-request.js';

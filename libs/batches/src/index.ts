@@ -1,13 +1,13 @@
 export { BatchesModule } from './batches.module.js';
 export {
   BATCHES_DEFAULTS,
-  BatchesConfigError,
   type BatchesModuleOptions,
   type BatchHandlerOptions,
   type FlushPolicy,
-  type QueueOptions,
   type BatchesTlsOptions,
 } from './batches.options.js';
+export { BatchesConfigError } from './options/option-checks.js';
+export type { QueueOptions } from './options/queue-options.js';
 export type { BatchesModuleAsyncOptions } from './batches.module-definition.js';
 export { BATCHES_BROKER } from './batches.constants.js';
 export { BatchHandler } from './batch-handler.decorator.js';

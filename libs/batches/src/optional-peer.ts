@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { BatchesConfigError } from './batches.options.js';
+import { BatchesConfigError } from './options/option-checks.js';
 
 const requirePeer = createRequire(import.meta.url);
 

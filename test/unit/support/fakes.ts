@@ -4,7 +4,9 @@
  */
 import './no-network.js';
 import { Logger } from '@nestjs/common';
-import { resolveHandlerOptions, resolveModuleOptions, type BatchHandlerOptions } from '../../../libs/batches/src/batches.options.js';
+import type { BatchHandlerOptions } from '../../../libs/batches/src/batches.options.js';
+import { resolveHandlerOptions } from '../../../libs/batches/src/options/resolve-handler-options.js';
+import { resolveModuleOptions } from '../../../libs/batches/src/options/resolve-module-options.js';
 import type { Delivery, DeliveryChannel } from '../../../libs/batches/src/broker/broker.interface.js';
 import type { BatchRunContext } from '../../../libs/batches/src/batch-context.js';
 import type { RegisteredHandler } from '../../../libs/batches/src/handler.explorer.js';

@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import type { AmqpConnectionManager, ChannelWrapper } from 'amqp-connection-manager';
 import type { Channel, ConsumeMessage } from 'amqplib';
-import { MAX_PREFETCH } from '../batches.options.js';
+import { MAX_PREFETCH } from '../options/prefetch.js';
 import { LiveChannel } from './amqp-live-channel.js';
 import { BrokerFailedError } from './broker-errors.js';
 import type { Delivery, QueueConsumer } from './broker.interface.js';

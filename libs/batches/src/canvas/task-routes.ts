@@ -1,4 +1,4 @@
-import { BatchesConfigError } from '../batches.options.js';
+import { BatchesConfigError } from '../options/option-checks.js';
 
 /** Compiles Celery-style `task_routes` (glob pattern of task names → queue) into a router. */
 export function taskRouter(routes: Readonly<Record<string, string>>, defaultQueue: string): (task: string) => string {

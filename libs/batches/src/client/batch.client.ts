@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { defer, map, type Observable } from 'rxjs';
 import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
-import type { ResolvedModuleOptions } from '../batches.options.js';
+import type { ResolvedModuleOptions } from '../options/resolve-module-options.js';
 import type { Broker } from '../broker/broker.interface.js';
 import { PublishTimeoutError, withPublishTimeout } from '../broker/broker-errors.js';
 import { publishTask } from '../broker/publish-task.js';

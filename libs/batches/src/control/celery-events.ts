@@ -5,7 +5,7 @@ import type { AmqpConnectionManager, ChannelWrapper } from 'amqp-connection-mana
 import type { Channel } from 'amqplib';
 import type { Subscription } from 'rxjs';
 import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
-import type { ResolvedModuleOptions } from '../batches.options.js';
+import type { ResolvedModuleOptions } from '../options/resolve-module-options.js';
 import { AmqpBroker } from '../broker/amqp.broker.js';
 import type { Broker } from '../broker/broker.interface.js';
 import { BatchEvents, type BatchEvent } from '../events/batch-events.js';

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
-import type { ResolvedModuleOptions } from '../batches.options.js';
+import type { ResolvedModuleOptions } from '../options/resolve-module-options.js';
 import type { BroadcastMessage, Broker, QueueConsumer } from '../broker/broker.interface.js';
 import { ControlCommands } from './control-commands.js';
 import { amqpInteger, isForNode, parseControlMessage, pidboxBinding, type ControlMessage } from './pidbox.js';

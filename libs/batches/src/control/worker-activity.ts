@@ -1,7 +1,8 @@
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { BehaviorSubject, distinctUntilChanged, type Observable } from 'rxjs';
 import { BATCHES_OPTIONS } from '../batches.constants.js';
-import { derivePrefetch, type ResolvedModuleOptions } from '../batches.options.js';
+import { derivePrefetch } from '../options/prefetch.js';
+import type { ResolvedModuleOptions } from '../options/resolve-module-options.js';
 import { BatchEvents } from '../events/batch-events.js';
 import { HandlerExplorer } from '../handler.explorer.js';
 import type { ResultBackend } from '../results/result-backend.js';

@@ -14,7 +14,7 @@ import {
   withLatestFrom,
   type Observable,
 } from 'rxjs';
-import { BatchesConfigError } from '../batches.options.js';
+import { BatchesConfigError } from '../options/option-checks.js';
 import { WorkerActivity } from '../control/worker-activity.js';
 import { BatchEvents } from '../events/batch-events.js';
 import { HandlerExplorer } from '../handler.explorer.js';

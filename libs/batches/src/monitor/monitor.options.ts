@@ -1,4 +1,4 @@
-import { BatchesConfigError } from '../batches.options.js';
+import { BatchesConfigError } from '../options/option-checks.js';
 
 /** Options of `BatchesMonitorModule.forRoot()` (the route's `path` aside). */
 export interface BatchesMonitorOptions {

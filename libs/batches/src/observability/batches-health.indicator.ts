@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import type { Subscription } from 'rxjs';
 import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
-import type { ResolvedModuleOptions } from '../batches.options.js';
+import type { ResolvedModuleOptions } from '../options/resolve-module-options.js';
 import type { Broker } from '../broker/broker.interface.js';
 import { WorkerActivity } from '../control/worker-activity.js';
 import { BatchEvents } from '../events/batch-events.js';

@@ -2,7 +2,8 @@ import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } fro
 import type { Metric, Registry } from 'prom-client';
 import { Subscription } from 'rxjs';
 import { BATCHES_OPTIONS } from '../batches.constants.js';
-import { BatchesConfigError, type ResolvedModuleOptions } from '../batches.options.js';
+import { BatchesConfigError } from '../options/option-checks.js';
+import type { ResolvedModuleOptions } from '../options/resolve-module-options.js';
 import { WorkerActivity } from '../control/worker-activity.js';
 import { BatchWorker } from '../transport/batch-worker.js';
 import { BatchEvents, type BatchEvent } from '../events/batch-events.js';

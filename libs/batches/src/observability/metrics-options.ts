@@ -1,4 +1,4 @@
-import { BatchesConfigError } from '../batches.options.js';
+import { BatchesConfigError } from '../options/option-checks.js';
 
 /**
  * The part of prom-client's `Registry` the metrics use: pass `new Registry()` or prom-client's

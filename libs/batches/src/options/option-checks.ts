@@ -1,3 +1,5 @@
+import { MAX_TIMER_MS } from '../transport/due-timer.js';
+
 // Checks the option resolvers share: each failure names the option and the fix.
 
 /** Thrown at startup for an option that cannot work; the message names the option and the fix. */
@@ -43,6 +45,17 @@ export function describeValue(value: unknown): string {
 export function queueName(where: string, option: string, value: string): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > 255) {
     throw new BatchesConfigError(`${where}: \`${option}\` must be a queue name of 1 to 255 characters, got ${JSON.stringify(value)}.`);
+  }
+  return value;
+}
+
+/** A `flushInterval`: a timer must hold it (Node fires longer ones at once). */
+export function interval(where: string, value: number): number {
+  positiveInteger(where, 'flushInterval', value, 'It is in milliseconds.');
+  if (value > MAX_TIMER_MS) {
+    throw new BatchesConfigError(
+      `${where}: \`flushInterval\` ${value} is longer than a timer can wait (${MAX_TIMER_MS} ms, about 24.8 days). It is in milliseconds.`,
+    );
   }
   return value;
 }

@@ -1,7 +1,8 @@
 import { Inject, Injectable, Logger, type OnModuleDestroy } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
-import { derivePrefetch, narrowGroupWindows, type ResolvedModuleOptions } from '../batches.options.js';
+import { derivePrefetch, narrowGroupWindows } from '../options/prefetch.js';
+import type { ResolvedModuleOptions } from '../options/resolve-module-options.js';
 import type { Broker } from '../broker/broker.interface.js';
 import { CanvasSender } from '../canvas/canvas-sender.js';
 import { WorkflowSteps } from '../canvas/workflow-steps.js';

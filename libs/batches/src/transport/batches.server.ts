@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { Server, type CustomTransportStrategy } from '@nestjs/microservices';
 import { BATCHES_BROKER, BATCHES_OPTIONS } from '../batches.constants.js';
-import type { ResolvedModuleOptions } from '../batches.options.js';
+import type { ResolvedModuleOptions } from '../options/resolve-module-options.js';
 import type { Broker, BrokerEvent } from '../broker/broker.interface.js';
 import { CeleryEvents } from '../control/celery-events.js';
 import { RemoteControl } from '../control/remote-control.js';

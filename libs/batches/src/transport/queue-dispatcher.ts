@@ -1,5 +1,5 @@
 import type { Logger } from '@nestjs/common';
-import { MAX_PREFETCH } from '../batches.options.js';
+import { MAX_PREFETCH } from '../options/prefetch.js';
 import type { Broker, Delivery, QueueConsumer } from '../broker/broker.interface.js';
 import { decodeTaskMessage, InvalidMessageError, type TaskMessage } from '../protocol/task-message-decode.js';
 import { NotRegistered } from '../results/not-registered.js';
