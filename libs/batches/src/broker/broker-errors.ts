@@ -193,3 +193,10 @@ export function unreachableQueue(error: unknown): string | undefined {
   if (/INTERNAL[-_]ERROR.*(timeout|quorum|leader)/i.test(error.message)) return error.message.replace(/^.*?INTERNAL[-_]ERROR - /, '');
   return undefined;
 }
+
+/** The connection (or its socket) went away under a call: the call can be made again on the next one. */
+export function isConnectionLoss(error: unknown): boolean {
+  return (
+    error instanceof Error && (error.name === 'IllegalOperationError' || /Connection closed|Socket closed|ECONNRESET/.test(error.message))
+  );
+}
