@@ -70,7 +70,8 @@ export { decodeTaskMessage, InvalidMessageError, type TaskMessage } from './prot
 export { encodeTaskMessage, type MessageFormat, type TaskSpec } from './protocol/task-message-encode.js';
 export { RevokedIds } from './control/revoked-ids.js';
 export { WorkerActivity } from './control/worker-activity.js';
-export { CeleryEvents, CELERY_EVENT_EXCHANGE, type CeleryEvent } from './control/celery-events.js';
+export { CeleryEvents, CELERY_EVENT_EXCHANGE } from './control/celery-events.js';
+export type { CeleryEvent } from './control/celery-formats.js';
 export type { WorkerState, ActiveRequest } from './control/worker-state.js';
 export { BatchesMetrics, type RequestOutcome } from './observability/batches-metrics.js';
 export { DEFAULT_METRICS_PREFIX, type BatchesMetricsOptions, type MetricsRegistry } from './observability/metrics-options.js';

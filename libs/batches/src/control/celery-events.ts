@@ -1,5 +1,3 @@
-import { createRequire } from 'node:module';
-import { loadavg, type as osType } from 'node:os';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { AmqpConnectionManager, ChannelWrapper } from 'amqp-connection-manager';
 import type { Channel } from 'amqplib';
@@ -11,6 +9,7 @@ import type { Broker } from '../broker/broker.interface.js';
 import { BatchEvents, type BatchEvent } from '../events/batch-events.js';
 import type { SimpleRequest } from '../simple-request.js';
 import { exceptionRepr, pythonRepr, safeRepr, tracebackText } from '../results/python-repr.js';
+import { celeryEvent, loadAverage, softwareInfo, taskReceived, type CeleryEvent } from './celery-formats.js';
 import { WorkerActivity } from './worker-activity.js';
 
 /** Celery's event exchange (`celery.events.event.event_exchange`): a durable topic exchange. */
@@ -23,37 +22,6 @@ const BUFFER_LIMIT = 24;
 const PUBLISH_TIMEOUT = 5_000;
 /** How long closing waits for `worker-offline` to be written (ms). */
 const OFFLINE_TIMEOUT = 2_000;
-
-/** One Celery event as `celery.events.Event` builds it. */
-export type CeleryEvent = Record<string, unknown> & { type: string };
-
-/** What a Celery monitor reads to tell the worker's software apart (`SOFTWARE_INFO`). */
-function softwareInfo(): { sw_ident: string; sw_ver: string; sw_sys: string } {
-  let version = 'unknown';
-  try {
-    version = (createRequire(import.meta.url)('nestjs-batches/package.json') as { version: string }).version;
-  } catch {
-    // Not resolvable under its own name (bundled): the version stays unknown.
-  }
-  const system = osType();
-  return { sw_ident: 'nestjs-batches', sw_ver: version, sw_sys: system === 'Windows_NT' ? 'Windows' : system };
-}
-
-/** `celery.utils.time.utcoffset()`: hours west of UTC, floored, DST included. */
-function utcoffset(): number {
-  return Math.floor(new Date().getTimezoneOffset() / 60);
-}
-
-/** `celery.utils.sysinfo.load_average()`: each rounded up to two decimals. */
-function loadAverage(): number[] {
-  return loadavg().map((load) => Math.ceil(load * 100) / 100);
-}
-
-/** An instant as Python's `datetime.isoformat()` writes an aware UTC one. */
-function isoformat(date: Date | null, header: unknown): string | null {
-  if (typeof header === 'string' && header) return header;
-  return date ? date.toISOString().replace(/Z$/, '000+00:00') : null;
-}
 
 /**
  * Sends Celery's monitoring events on the `celeryev` topic exchange as a Python worker does, so
@@ -162,26 +130,13 @@ export class CeleryEvents {
   private workerEvent(type: string): CeleryEvent {
     const processed = Object.values(this.activity.processedTotals()).reduce((sum, count) => sum + count, 0);
     this.software ??= softwareInfo();
-    return this.event(type, {
+    return celeryEvent(type, this.options.hostname, this.activity.clock, {
       freq: HEARTBEAT_INTERVAL,
       active: this.activity.active().length,
       processed,
       loadavg: loadAverage(),
       ...this.software,
     });
-  }
-
-  /** `EventDispatcher.publish`: the fields, stamped with the node, UTC offset, pid and Lamport clock. */
-  private event(type: string, fields: Record<string, unknown>): CeleryEvent {
-    return {
-      hostname: this.options.hostname,
-      utcoffset: utcoffset(),
-      pid: process.pid,
-      clock: this.activity.clock.forward(),
-      ...fields,
-      timestamp: Date.now() / 1000,
-      type,
-    };
   }
 
   private onBatchEvent(event: BatchEvent): void {
@@ -232,7 +187,7 @@ export class CeleryEvents {
   /** `Request.send_event`: `uuid` first; task events go out in `task.multi` lists like a Python worker's. */
   private task({ type, ...fields }: { type: string } & Record<string, unknown>, request: SimpleRequest | string): void {
     const uuid = typeof request === 'string' ? request : request.id;
-    this.buffer.push(this.event(type, { uuid, ...fields }));
+    this.buffer.push(celeryEvent(type, this.options.hostname, this.activity.clock, { uuid, ...fields }));
     if (this.buffer.length >= BUFFER_LIMIT) this.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -286,20 +241,4 @@ export class CeleryEvents {
     this.failing = true;
     this.logger.warn(`Could not send Celery events to '${CELERY_EVENT_EXCHANGE}' (dropped until it works again): ${String(error)}`);
   }
-}
-
-/** `task-received` as `celery.worker.strategy` sends it: args/kwargs as their reprs. */
-function taskReceived(request: SimpleRequest): { type: string } & Record<string, unknown> {
-  const { headers } = request;
-  return {
-    type: 'task-received',
-    name: request.name,
-    args: typeof headers.argsrepr === 'string' ? headers.argsrepr : safeRepr(request.args),
-    kwargs: typeof headers.kwargsrepr === 'string' ? headers.kwargsrepr : safeRepr(request.kwargs),
-    root_id: request.rootId ?? (typeof headers.root_id === 'string' ? headers.root_id : null),
-    parent_id: request.parentId ?? (typeof headers.parent_id === 'string' ? headers.parent_id : null),
-    retries: request.retries,
-    eta: isoformat(request.eta, headers.eta),
-    expires: isoformat(request.expires, headers.expires),
-  };
 }

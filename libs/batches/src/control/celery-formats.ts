@@ -1,4 +1,8 @@
+import { createRequire } from 'node:module';
+import { loadavg, type as osType } from 'node:os';
+import { safeRepr } from '../results/python-repr.js';
 import type { SimpleRequest } from '../simple-request.js';
+import type { LamportClock } from './lamport-clock.js';
 
 /** `celery.worker.request.Request.info()`: what `inspect active`/`reserved` list per request. */
 export function requestInfo(request: SimpleRequest, safe: boolean, running?: { timeStart: number }): Record<string, unknown> {
@@ -105,5 +109,65 @@ export function rusage(): Record<string, number> {
     nsignals: usage.signalsCount,
     nvcsw: usage.voluntaryContextSwitches,
     nivcsw: usage.involuntaryContextSwitches,
+  };
+}
+
+/** One Celery event as `celery.events.Event` builds it. */
+export type CeleryEvent = Record<string, unknown> & { type: string };
+
+/** `EventDispatcher.publish`: the fields, stamped with the node, UTC offset, pid and Lamport clock. */
+export function celeryEvent(type: string, hostname: string, clock: LamportClock, fields: Record<string, unknown>): CeleryEvent {
+  return {
+    hostname,
+    utcoffset: utcoffset(),
+    pid: process.pid,
+    clock: clock.forward(),
+    ...fields,
+    timestamp: Date.now() / 1000,
+    type,
+  };
+}
+
+/** What a Celery monitor reads to tell the worker's software apart (`SOFTWARE_INFO`). */
+export function softwareInfo(): { sw_ident: string; sw_ver: string; sw_sys: string } {
+  let version = 'unknown';
+  try {
+    version = (createRequire(import.meta.url)('nestjs-batches/package.json') as { version: string }).version;
+  } catch {
+    // Not resolvable under its own name (bundled): the version stays unknown.
+  }
+  const system = osType();
+  return { sw_ident: 'nestjs-batches', sw_ver: version, sw_sys: system === 'Windows_NT' ? 'Windows' : system };
+}
+
+/** `celery.utils.time.utcoffset()`: hours west of UTC, floored, DST included. */
+function utcoffset(): number {
+  return Math.floor(new Date().getTimezoneOffset() / 60);
+}
+
+/** `celery.utils.sysinfo.load_average()`: each rounded up to two decimals. */
+export function loadAverage(): number[] {
+  return loadavg().map((load) => Math.ceil(load * 100) / 100);
+}
+
+/** An instant as Python's `datetime.isoformat()` writes an aware UTC one. */
+function isoformat(date: Date | null, header: unknown): string | null {
+  if (typeof header === 'string' && header) return header;
+  return date ? date.toISOString().replace(/Z$/, '000+00:00') : null;
+}
+
+/** `task-received` as `celery.worker.strategy` sends it: args/kwargs as their reprs. */
+export function taskReceived(request: SimpleRequest): { type: string } & Record<string, unknown> {
+  const { headers } = request;
+  return {
+    type: 'task-received',
+    name: request.name,
+    args: typeof headers.argsrepr === 'string' ? headers.argsrepr : safeRepr(request.args),
+    kwargs: typeof headers.kwargsrepr === 'string' ? headers.kwargsrepr : safeRepr(request.kwargs),
+    root_id: request.rootId ?? (typeof headers.root_id === 'string' ? headers.root_id : null),
+    parent_id: request.parentId ?? (typeof headers.parent_id === 'string' ? headers.parent_id : null),
+    retries: request.retries,
+    eta: isoformat(request.eta, headers.eta),
+    expires: isoformat(request.expires, headers.expires),
   };
 }

@@ -6,11 +6,13 @@ import type { BatchEvents, FlushReason } from '../events/batch-events.js';
 import type { RegisteredHandler } from '../handler.explorer.js';
 import type { BatchesTracing } from '../observability/batches-tracing.js';
 import type { ResultBackend } from '../results/result-backend.js';
-import { exceptionInfo, type ExceptionInfo } from '../results/task-result.js';
+import type { ExceptionInfo } from '../results/task-result.js';
 import type { SimpleRequest } from '../simple-request.js';
 import type { AckTrackers } from './ack-tracker.js';
 import type { BatchMarks, RunningBatches } from './batch-marks.js';
+import { partition, returnedValues, type Outcome } from './batch-outcome.js';
 import type { Envelope } from './envelope.js';
+import { describe, FailedRequests } from './failed-requests.js';
 import type { Republisher } from './republisher.js';
 
 /** What a runner settles requests with. Eager runs have no republisher, activity or workflows. */
@@ -31,8 +33,6 @@ export interface RunnerDeps {
   tracing?: BatchesTracing;
 }
 
-type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
-
 /**
  * Runs one batch through its handler and settles every request in it: results stored first,
  * then retries and dead letters published, and only then the deliveries acked.
@@ -43,10 +43,10 @@ export class BatchRunner {
   private readonly acks: AckTrackers;
   private readonly logger: Logger;
   private readonly events: BatchEvents;
-  private readonly republisher?: Republisher;
   private readonly activity?: WorkerActivity;
   private readonly workflows?: WorkflowSteps;
   private readonly tracing?: BatchesTracing;
+  private readonly failures: FailedRequests;
 
   constructor(
     private readonly handler: RegisteredHandler,
@@ -58,11 +58,11 @@ export class BatchRunner {
       acks: this.acks,
       logger: this.logger,
       events: this.events,
-      republisher: this.republisher,
       activity: this.activity,
       workflows: this.workflows,
       tracing: this.tracing,
     } = deps);
+    this.failures = new FailedRequests(handler, deps);
   }
 
   /** Never rejects: a failure is settled per request. Returns the batch's marks, to read each request's final state. */
@@ -126,7 +126,7 @@ export class BatchRunner {
       unmarked = requestsOf(batch);
       values = returned;
     } else {
-      ({ done, unmarked, values } = this.partition(batch, marks, outcome, returned, again));
+      ({ done, unmarked, values } = partition(batch, marks, outcome, returned, again));
     }
     // Beyond celery-batches: an unmarked request takes its returned value, or null, never PENDING forever.
     if (unmarked.length > 0) void marks.resolve(this.results, unmarked, values);
@@ -145,88 +145,12 @@ export class BatchRunner {
     const following = this.workflows && this.followWorkflows(this.workflows, done, marks, unmarked, values);
     if (following) await following;
     const redelivered =
-      again.length === 0 ? [] : await Promise.all(again.map(({ envelope, error }) => this.retryOrFail(envelope, error, runtimeMs)));
+      again.length === 0
+        ? []
+        : await Promise.all(again.map(({ envelope, error }) => this.failures.retryOrFail(envelope, error, runtimeMs)));
     const toAck = deliveriesOf(done);
     for (const delivery of redelivered) if (delivery) toAck.push(delivery);
     this.acks.ack(toAck);
-  }
-
-  /**
-   * Splits a batch whose handler threw or marked requests: marked ones are done (or retried, for
-   * RETRY marks), unmarked ones take their returned value, or are retried when the handler threw.
-   */
-  private partition(
-    batch: readonly Envelope[],
-    marks: BatchMarks,
-    outcome: Outcome,
-    returned: readonly unknown[] | undefined,
-    again: Array<{ envelope: Envelope; error: unknown }>,
-  ): { done: Envelope[]; unmarked: SimpleRequest[]; values: unknown[] } {
-    const done: Envelope[] = [];
-    const unmarked: SimpleRequest[] = [];
-    const values: unknown[] = [];
-    for (let index = 0; index < batch.length; index++) {
-      const envelope = batch[index];
-      const mark = marks.marks.get(envelope.request.id);
-      if (mark?.status === 'RETRY') {
-        again.push({ envelope, error: mark.result });
-      } else if (mark) {
-        done.push(envelope);
-      } else if (returned) {
-        unmarked.push(envelope.request);
-        values.push(returned[index]);
-        done.push(envelope);
-      } else {
-        again.push({ envelope, error: outcome.ok ? undefined : outcome.error });
-      }
-    }
-    return { done, unmarked, values };
-  }
-
-  /**
-   * Publishes the retry, or the dead letter once retries are spent, and stores the matching state.
-   * Returns the delivery to ack, or nothing when the publish failed and the broker must redeliver it.
-   */
-  private async retryOrFail(envelope: Envelope, error: unknown, runtimeMs: number): Promise<Delivery | undefined> {
-    const { request, message, delivery, queue } = envelope;
-    const { maxRetries, retryDelay } = this.handler.options;
-    const retry = message.retries < maxRetries;
-    const { republisher } = this;
-    if (republisher && delivery) {
-      const publish = (): Promise<void> =>
-        retry ? republisher.retry(message, queue, retryDelay) : republisher.deadLetter(delivery, queue, exhausted(maxRetries, error));
-      try {
-        await publish();
-      } catch (publishError) {
-        // No queue took it (its node is down): held, not lost, and the batch goes on. Settled and acked once it is published.
-        const held = republisher.heldUntilRoutable(publishError, publish, delivery);
-        this.logger.error(
-          `Could not ${retry ? 'retry' : 'dead-letter'} task ${request.id}; it stays unacked ` +
-            `${held ? 'and is published again once the queue takes it' : 'for redelivery'}: ${describe(publishError)}`,
-        );
-        void held
-          ?.then(async (published) => {
-            if (!published) return;
-            await this.settleFailed(envelope, error, retry, runtimeMs);
-            this.acks.ack([delivery]);
-          })
-          .catch((settleError: unknown) => this.logger.error(`Could not settle task ${request.id}: ${describe(settleError)}`));
-        return undefined;
-      }
-    }
-    await this.settleFailed(envelope, error, retry && delivery !== undefined, runtimeMs);
-    return delivery;
-  }
-
-  /** Stores RETRY (`retried`) or FAILURE, with its event and, for a final failure, its errbacks and chord. */
-  private async settleFailed(envelope: Envelope, error: unknown, retried: boolean, runtimeMs: number): Promise<void> {
-    const { request } = envelope;
-    if (this.events.observed) this.emitFailed(envelope, error, retried, runtimeMs);
-    const stored = retried ? this.results.markAsRetry(request.id, error, request) : this.results.markAsFailure(request.id, error, request);
-    await stored.catch((storeError: unknown) =>
-      this.logger.error(`Could not store the state of task ${request.id}: ${describe(storeError)}`),
-    );
-    if (!retried && this.workflows && hasWorkflow(request)) await this.workflows.settled(request, 'FAILURE', exceptionInfo(error));
   }
 
   /**
@@ -279,47 +203,10 @@ export class BatchRunner {
     }
   }
 
-  private emitFailed(envelope: Envelope, error: unknown, retried: boolean, runtimeMs: number): void {
-    const { request, queue } = envelope;
-    const { task, options } = this.handler;
-    const at = Date.now();
-    if (retried) {
-      this.events.emit({ type: 'request.retried', task, queue, at, request, error });
-      return;
-    }
-    this.events.emit({ type: 'request.failed', task, queue, at, request, error, runtimeMs });
-    if (envelope.delivery) {
-      this.events.emit({
-        type: 'request.deadLettered',
-        task,
-        queue,
-        at,
-        id: request.id,
-        request,
-        reason: exhausted(options.maxRetries, error),
-      });
-    }
-  }
-
   private logFailure(count: number, error: unknown): void {
     if (count === 0) return;
     this.logger.warn(`${this.handler.source} failed a batch of ${count} '${this.handler.task}' request(s): ${describe(error)}`);
   }
-}
-
-/**
- * A handler's return value as per-request results, by index in `requests`: an array aligned with
- * the requests, or a Map keyed by request id. Anything else resolves every request with null.
- */
-function returnedValues(value: unknown, requests: readonly SimpleRequest[]): unknown[] {
-  // A copy: the handler keeps its own array.
-  if (Array.isArray(value) && value.length === requests.length) return value.slice();
-  const values: unknown[] = [];
-  for (let index = 0; index < requests.length; index++) {
-    const { id } = requests[index];
-    values.push(value instanceof Map && value.has(id) ? value.get(id) : null);
-  }
-  return values;
 }
 
 function isLive(envelope: Envelope): boolean {
@@ -349,13 +236,4 @@ function deliveriesOf(batch: readonly Envelope[]): Delivery[] {
     if (delivery) deliveries.push(delivery);
   }
   return deliveries;
-}
-
-/** The dead-letter reason of a request whose retries are spent. */
-function exhausted(maxRetries: number, error: unknown): string {
-  return `${maxRetries} retries exhausted: ${describe(error)}`;
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
