@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { loadavg, type as osType } from 'node:os';
+import { celeryIsoFormat } from '../protocol/task-message-encode.js';
 import { safeRepr } from '../results/python-repr.js';
 import type { SimpleRequest } from '../simple-request.js';
 import type { LamportClock } from './lamport-clock.js';
@@ -150,10 +151,10 @@ export function loadAverage(): number[] {
   return loadavg().map((load) => Math.ceil(load * 100) / 100);
 }
 
-/** An instant as Python's `datetime.isoformat()` writes an aware UTC one. */
+/** The header as the producer wrote it, else the instant as Python's `datetime.isoformat()` writes an aware UTC one. */
 function isoformat(date: Date | null, header: unknown): string | null {
   if (typeof header === 'string' && header) return header;
-  return date ? date.toISOString().replace(/Z$/, '000+00:00') : null;
+  return date ? celeryIsoFormat(date) : null;
 }
 
 /** `task-received` as `celery.worker.strategy` sends it: args/kwargs as their reprs. */

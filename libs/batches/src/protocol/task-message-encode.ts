@@ -61,7 +61,7 @@ function repr(value: unknown): string {
  * so JavaScript's millisecond `….373Z` would reach a Python worker as 373 µs and an eta would fire
  * up to a second early.
  */
-function celeryIsoFormat(date: Date): string {
+export function celeryIsoFormat(date: Date): string {
   return date.toISOString().replace(/Z$/, '000+00:00');
 }
 
