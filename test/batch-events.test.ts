@@ -19,10 +19,6 @@ function collect(app: INestMicroservice): {
 
 describe('worker events on RabbitMQ', () => {
   const suite = rabbitSuite();
-  const apps: INestMicroservice[] = [];
-  after(async () => {
-    for (const app of apps) await app.close();
-  });
 
   it('reports received, flushed (count, interval, shutdown), started, completed and succeeded, in order', async () => {
     const queue = suite.queue('events');
@@ -84,7 +80,7 @@ describe('worker events on RabbitMQ', () => {
       throw new RangeError('no capacity');
     });
     const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue }, [Failing]);
-    apps.push(app);
+    suite.closeAfter(app);
     const { of } = collect(app);
     const { id } = await app.get(BatchClient).delay('events.fail', 1);
     await waitFor(() => of('request.deadLettered').length === 1, 'the dead letter');
@@ -106,7 +102,7 @@ describe('worker events on RabbitMQ', () => {
     const queue = suite.queue('events-expired');
     const Handler = recorder('events.known', { flushEvery: 10, flushInterval: 100, queue });
     const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue }, [Handler], new RecordingLogger());
-    apps.push(app);
+    suite.closeAfter(app);
     const { of } = collect(app);
     const client = app.get(BatchClient);
     const expired = await client.applyAsync('events.known', { expires: new Date(Date.now() - 1_000) });

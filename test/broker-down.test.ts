@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createServer, connect as connectTcp, type AddressInfo, type Server, type Socket } from 'node:net';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Controller, Get, Module, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { firstValueFrom, filter } from 'rxjs';
@@ -89,18 +89,14 @@ function statusOf(app: INestApplication, wanted: BatchesStatus): Promise<Batches
 
 describe('when RabbitMQ is down or refuses us', () => {
   const suite = rabbitSuite();
-  const closing: Array<{ close(): Promise<unknown> }> = [];
-  after(async () => {
-    for (const each of closing.reverse()) await each.close().catch(() => undefined);
-  });
 
   it('a hybrid app serves HTTP while the broker is unreachable, and consumes once it answers', async () => {
     const late = await LateBroker.reserve();
-    closing.push(late);
+    suite.closeAfter(late);
     const queue = suite.queue('late');
     const Handler = recorder('late.task', { flushEvery: 1, flushInterval: 100, queue });
     const app = await hybridApp({ broker: brokerUrl({ port: late.port }), defaultQueue: queue }, [Handler], new RecordingLogger());
-    closing.push(app);
+    suite.closeAfter(app);
     await app.startAllMicroservices();
     await app.listen(0, '127.0.0.1');
     const response = await fetch(`${await app.getUrl()}/ping`);
@@ -132,10 +128,10 @@ describe('when RabbitMQ is down or refuses us', () => {
     const logger = new RecordingLogger();
     const Handler = recorder('refused.task', { queue: suite.queue('refused') });
     const proxy = await LateBroker.reserve();
-    closing.push(proxy);
+    suite.closeAfter(proxy);
     await proxy.open();
     const app = await hybridApp({ broker: brokerUrl({ password: 'not-the-password', port: proxy.port }) }, [Handler], logger);
-    closing.push(app);
+    suite.closeAfter(app);
     await app.startAllMicroservices();
     await app.listen(0, '127.0.0.1');
     await statusOf(app, 'failed');
@@ -191,7 +187,7 @@ describe('when RabbitMQ is down or refuses us', () => {
     // Without waitForBroker the app starts and the worker reports the same, once.
     const logger = new RecordingLogger();
     const app = await hybridApp({ broker: AMQP_URL }, [recorder('conflict.task', { queue })], logger);
-    closing.push(app);
+    suite.closeAfter(app);
     await app.startAllMicroservices();
     await statusOf(app, 'failed');
     assert.equal(logger.errors.filter((line) => line.includes('other properties')).length, 1, logger.lines.join('\n'));

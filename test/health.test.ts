@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createServer, connect as connectTcp, type AddressInfo, type Server, type Socket } from 'node:net';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Controller, Get, Module, type INestApplication, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Test } from '@nestjs/testing';
@@ -145,20 +145,17 @@ async function healthBecomes(health: () => Promise<HealthResponse>, code: number
 
 describe('BatchesHealthIndicator with Terminus', () => {
   const suite = rabbitSuite();
-  const closing: Array<{ close(): Promise<unknown> }> = [];
-  after(async () => {
-    for (const each of closing.toReversed()) await each.close().catch(() => undefined);
-  });
 
   async function proxiedApp(prefix: string) {
     const rabbit = await ServiceProxy.start(AMQP_URL, 5672);
     const redis = await ServiceProxy.start(REDIS_URL, 6379);
-    closing.push(rabbit, redis);
+    suite.closeAfter(rabbit);
+    suite.closeAfter(redis);
     const queue = suite.queue(prefix);
     const task = `${prefix}.task`;
     const Handler = recorder(task, { flushEvery: 1, flushInterval: 100, queue }, (requests) => requests.map((request) => request.args[0]));
     const { app, health } = await hybridApp({ broker: rabbit.url(), resultBackend: redis.url(), defaultQueue: queue }, [Handler]);
-    closing.push(app);
+    suite.closeAfter(app);
     return { app, health, rabbit, redis, queue, task };
   }
 

@@ -89,12 +89,13 @@ function family(samples: Map<string, number>, name: string): Record<string, numb
 }
 
 describe('Prometheus metrics on RabbitMQ', () => {
-  const suite = rabbitSuite();
   const registry = new Registry();
   const running: Array<{ close(): Promise<void> }> = [];
+  // Registered before rabbitSuite()'s own after(), so the apps are closed before it deletes their queues.
   after(async () => {
     for (const app of running) await app.close().catch(() => undefined);
   });
+  const suite = rabbitSuite();
 
   it('counts batches, sizes, durations, outcomes, acks and dead letters, and reads the gauges on each scrape', async () => {
     const queue = suite.queue('metrics');

@@ -133,12 +133,6 @@ async function build(imports: DynamicModule[]): Promise<void> {
 
 describe('BatchesMonitorModule over HTTP, on RabbitMQ', () => {
   const suite = rabbitSuite();
-  const running: INestApplication[] = [];
-  const streams: SnapshotStream[] = [];
-  after(async () => {
-    for (const stream of streams) stream.close();
-    for (const app of running) await app.close().catch(() => undefined);
-  });
 
   it('serves one self-contained page under its path, whose policy lets only its own script, style and origin in', async () => {
     const queue = suite.queue('monitor.page');
@@ -147,7 +141,7 @@ describe('BatchesMonitorModule over HTTP, on RabbitMQ', () => {
       [BatchesMonitorModule.forRoot({ path: '/ops/batches' })],
       [recorder('monitor.page', { flushEvery: 2 })],
     );
-    running.push(app);
+    suite.closeAfter(app);
 
     const response = await fetch(`${url}/ops/batches`);
     assert.equal(response.status, 200);
@@ -167,7 +161,7 @@ describe('BatchesMonitorModule over HTTP, on RabbitMQ', () => {
 
     // Its stream is beside it; the default path is not served.
     const stream = await SnapshotStream.open(`${url}/ops/batches/events`);
-    streams.push(stream);
+    suite.closeAfter(stream);
     assert.equal(stream.response.status, 200);
     assert.equal(stream.response.headers.get('content-type'), 'text/event-stream');
     assert.equal((await stream.until('the task', (snapshot) => snapshot.tasks.length > 0, 5_000)).tasks[0].task, 'monitor.page');
@@ -191,10 +185,10 @@ describe('BatchesMonitorModule over HTTP, on RabbitMQ', () => {
         }),
       ],
     );
-    running.push(app);
+    suite.closeAfter(app);
     const client = app.get(BatchClient);
     const stream = await SnapshotStream.open(`${url}/batches/events`);
-    streams.push(stream);
+    suite.closeAfter(stream);
 
     // The first snapshot comes at once: every handler, nothing counted yet.
     const first = await stream.until('the first snapshot', () => true, 5_000);
@@ -292,9 +286,9 @@ describe('BatchesMonitorModule over HTTP, on RabbitMQ', () => {
       ],
       [Lookups],
     );
-    running.push(app);
+    suite.closeAfter(app);
     const stream = await SnapshotStream.open(`${url}/admin/batches/events`);
-    streams.push(stream);
+    suite.closeAfter(stream);
     const client = app.get(BatchClient);
     await client.applyAsync(TASK, { args: ['good'], kwargs: { tenant: 7 }, taskId: 'optin-good' });
     await client.applyAsync(TASK, { args: ['bad'], taskId: 'optin-bad' });
@@ -330,7 +324,7 @@ describe('BatchesMonitorModule over HTTP, on RabbitMQ', () => {
       [BatchesMonitorModule.forRoot()],
       [recorder('monitor.guard', { flushEvery: 2 }), { provide: APP_GUARD, useClass: MonitorKeyGuard }],
     );
-    running.push(app);
+    suite.closeAfter(app);
 
     for (const path of ['/batches', '/batches/events']) {
       const refused = await fetch(`${url}${path}`);
@@ -339,7 +333,7 @@ describe('BatchesMonitorModule over HTTP, on RabbitMQ', () => {
     }
     assert.equal((await fetch(`${url}/batches`, { headers: { 'x-monitor-key': 'letmein' } })).status, 200);
     const stream = await SnapshotStream.open(`${url}/batches/events`, { 'x-monitor-key': 'letmein' });
-    streams.push(stream);
+    suite.closeAfter(stream);
     assert.equal(stream.response.status, 200);
     await stream.until('the task', (snapshot) => snapshot.tasks.some((task) => task.task === 'monitor.guard'), 5_000);
   });

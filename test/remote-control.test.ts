@@ -79,10 +79,13 @@ describe('Celery remote control (pidbox) of a Nest worker, from Python', { skip 
   before(async () => {
     app = await startWorker({ broker: AMQP_URL, hostname, defaultQueue: quick, waitForBroker: true }, [Buffered, Pair, Quick, Blocking]);
     results = app.get(ResultBackend);
-  });
-  after(async () => {
-    release?.();
-    await app?.close();
+    // A blocked batch would hold the close: released first.
+    suite.closeAfter({
+      close: async () => {
+        release?.();
+        await app.close();
+      },
+    });
   });
 
   it('answers inspect ping by its hostname, only when it is a destination', async () => {

@@ -273,7 +273,6 @@ describe('TLS to RabbitMQ and Redis (amqps://, rediss://) through TLS proxies', 
   let rabbit: TlsProxy;
   let redisProxy: TlsProxy;
   let redis: Redis;
-  const closing: Array<{ close(): Promise<unknown> }> = [];
   const resultKeys: string[] = [];
 
   before(async () => {
@@ -284,7 +283,6 @@ describe('TLS to RabbitMQ and Redis (amqps://, rediss://) through TLS proxies', 
     redis = new Redis(REDIS.toString());
   });
   after(async () => {
-    for (const each of closing.toReversed()) await each.close().catch(() => undefined);
     if (resultKeys.length > 0) await redis?.del(...resultKeys);
     redis?.disconnect();
     await rabbit?.close();
@@ -320,7 +318,7 @@ describe('TLS to RabbitMQ and Redis (amqps://, rediss://) through TLS proxies', 
       [Handler],
       new RecordingLogger(),
     );
-    closing.push(app);
+    suite.closeAfter(app);
     const client = app.get(BatchClient);
     const sent = await Promise.all([1, 2, 3].map((n) => client.delay<number>('tls.double', n)));
     resultKeys.push(...sent.map((result) => `celery-task-meta-${result.id}`));
@@ -379,7 +377,7 @@ describe('TLS to RabbitMQ and Redis (amqps://, rediss://) through TLS proxies', 
       [recorder('tls.sni', { queue })],
       new RecordingLogger(),
     );
-    closing.push(app);
+    suite.closeAfter(app);
     assert.deepEqual([...new Set(rabbit.servernames.slice(seen))], ['localhost']);
     await app.close();
 
@@ -395,7 +393,7 @@ describe('TLS to RabbitMQ and Redis (amqps://, rediss://) through TLS proxies', 
 
   it('RedisResultBackend takes TLS as a third argument, and refuses it for redis://', async () => {
     const backend = new RedisResultBackend(redissUrl(redisProxy), 60_000, { tls: mutualTls() });
-    closing.push(backend);
+    suite.closeAfter(backend);
     await waitFor(
       () =>
         backend.ping().then(

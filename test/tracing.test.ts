@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import type { INestMicroservice } from '@nestjs/common';
 import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type ContextManager, type Span } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { BatchClient, BatchesConfigError, type SimpleRequest } from 'nestjs-batches';
@@ -78,14 +77,12 @@ async function inSpan<T>(name: string, fn: (span: Span) => Promise<T>): Promise<
 
 describe('OpenTelemetry tracing', () => {
   const suite = rabbitSuite();
-  const apps: INestMicroservice[] = [];
   before(() => {
     assert.ok(context.setGlobalContextManager(new AsyncLocalStorageContextManager()), 'a context manager was already registered');
     assert.ok(trace.setGlobalTracerProvider(provider), 'a tracer provider was already registered');
   });
   beforeEach(() => exporter.reset());
-  after(async () => {
-    for (const app of apps) await app.close();
+  after(() => {
     trace.disable();
     context.disable();
   });
@@ -98,7 +95,7 @@ describe('OpenTelemetry tracing', () => {
       await inSpan('user work', async (span) => inner.push(span.spanContext().spanId));
     });
     const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue, tracing: true }, [Handler]);
-    apps.push(app);
+    suite.closeAfter(app);
     const client = app.get(BatchClient);
     const producer = await inSpan('producer', async (span) => {
       for (let i = 0; i < 3; i++) await client.delay('tracing.links', i);
@@ -146,7 +143,7 @@ describe('OpenTelemetry tracing', () => {
       if (calls === 1) throw new TypeError('first run fails');
     });
     const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue, tracing: true }, [Handler]);
-    apps.push(app);
+    suite.closeAfter(app);
     const producer = await inSpan('producer', async (span) => {
       await app.get(BatchClient).delay('tracing.fail', 'x');
       return span.spanContext();
@@ -175,7 +172,7 @@ describe('OpenTelemetry tracing', () => {
     const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue, tracing: { tracer: ownProvider.getTracer('my-worker') } }, [
       Handler,
     ]);
-    apps.push(app);
+    suite.closeAfter(app);
     const producer = await inSpan('producer', async (span) => {
       await app.get(BatchClient).delay('tracing.own', 1);
       await app.get(BatchClient).delay('tracing.own', 2);
@@ -196,7 +193,7 @@ describe('OpenTelemetry tracing', () => {
   it('makes eager apply() batches children of the caller span', async () => {
     const Handler = recorder('tracing.eager', { flushEvery: 5, flushInterval: 60_000 });
     const app = await startWorker({ tracing: true }, [Handler]);
-    apps.push(app);
+    suite.closeAfter(app);
     const caller = await inSpan('caller', async (span) => {
       await app.get(BatchClient).apply('tracing.eager', { args: [1] });
       return span.spanContext();
@@ -211,7 +208,7 @@ describe('OpenTelemetry tracing', () => {
     const queue = suite.queue('tracing-off');
     const Handler = recorder('tracing.off', { flushEvery: 2, flushInterval: 60_000, queue });
     const app = await startWorker({ broker: AMQP_URL, defaultQueue: queue }, [Handler]);
-    apps.push(app);
+    suite.closeAfter(app);
     await inSpan('producer', async () => {
       await app.get(BatchClient).delay('tracing.off', 1);
       await app.get(BatchClient).delay('tracing.off', 2);

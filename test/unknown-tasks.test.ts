@@ -76,10 +76,9 @@ describe('unknown tasks and error class names (RabbitMQ + Redis)', () => {
   }
 
   before(async () => {
-    app = await startWorker({ broker: AMQP_URL, resultBackend: REDIS_URL, defaultQueue: queue }, [Known, Quota], logger);
+    app = suite.closeAfter(await startWorker({ broker: AMQP_URL, resultBackend: REDIS_URL, defaultQueue: queue }, [Known, Quota], logger));
     results = app.get(ResultBackend);
   });
-  after(() => app?.close());
 
   it('a BatchClient task nobody handles fails with NotRegistered instead of staying PENDING, and is dead-lettered', async () => {
     const result = await app.get(BatchClient).applyAsync('nest.nobody', { args: [1], queue });

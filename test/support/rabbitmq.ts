@@ -93,18 +93,30 @@ export class TestRabbit {
   }
 }
 
+/** What a suite closes once its tests are done: a Nest app, a worker, a proxy. */
+export interface Closable {
+  close(): Promise<unknown> | unknown;
+}
+
 /**
- * A suite's RabbitMQ side: a test connection opened before the suite, and every queue it named
- * (with its dead-letter queue and exchange) deleted after, over a fresh connection in case a test
- * force-closed the first.
+ * A suite's RabbitMQ side: a test connection opened before the suite and, after it, what the suite
+ * handed to `closeAfter` closed (newest first), then every queue it named (with its dead-letter
+ * queue and exchange) deleted over a fresh connection, in case a test force-closed the first.
+ * Closing first matters: a worker still consuming a deleted queue declares it again, as Celery does.
  */
-export function rabbitSuite(): { readonly rabbit: TestRabbit; queue(prefix: string): string } {
+export function rabbitSuite(): {
+  readonly rabbit: TestRabbit;
+  queue(prefix: string): string;
+  closeAfter<T extends Closable>(closable: T): T;
+} {
   const queues: string[] = [];
+  const closing: Closable[] = [];
   let rabbit: TestRabbit | undefined;
   before(async () => {
     rabbit = await TestRabbit.connect();
   });
   after(async () => {
+    for (const each of closing.toReversed()) await Promise.resolve(each.close()).catch(() => undefined);
     const fresh = await TestRabbit.connect();
     await fresh.deleteQueues(...queues.flatMap((queue) => [queue, `${queue}.dead`]));
     await fresh.close();
@@ -119,6 +131,10 @@ export function rabbitSuite(): { readonly rabbit: TestRabbit; queue(prefix: stri
       const queue = uniqueQueue(prefix);
       queues.push(queue);
       return queue;
+    },
+    closeAfter<T extends Closable>(closable: T): T {
+      closing.push(closable);
+      return closable;
     },
   };
 }
