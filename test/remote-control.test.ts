@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import type { INestMicroservice } from '@nestjs/common';
 import { ResultBackend, RevokedIds, WorkerActivity, type SimpleRequest } from 'nestjs-batches';
 import { celeryMissing, PYTHON, PythonProcess, type PythonEvent } from './support/python.js';
