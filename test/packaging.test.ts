@@ -1,25 +1,19 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { run, runOk } from './support/captured-command.js';
+import { APPS, assertTree, buildAndRunApp, createApp, install } from './support/consumer-app.js';
+import { pkg, REPO, tsMajor } from './support/repo-package.js';
 
 // Proves that a user can install the packed package into apps of their own: packs the repo, installs the
 // tarball with its peers from the npm registry into throwaway apps outside the repo (ESM, CommonJS under
 // `nodenext`, CommonJS under `commonjs`), type-checks them strictly, runs a hybrid app and each app's own
 // `node --test` spec, then does the same on the lowest supported versions of the peers.
 
-const REPO = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
-const FIXTURE = join(REPO, 'test', 'packaging-fixture');
-const FIXTURE_FILES = ['app.module.ts', 'main.ts', 'app.spec.ts'];
-
 const SUITE_TIMEOUT = 8 * 60_000;
-const INSTALL_TIMEOUT = 4 * 60_000;
-const TSC_TIMEOUT = 2 * 60_000;
-const RUN_TIMEOUT = 60_000;
 
 /**
  * The lowest versions verified to install (without `--legacy-peer-deps`) and to work with the library.
@@ -40,72 +34,6 @@ const LOWEST: Record<string, string> = {
   'reflect-metadata': '0.1.12',
 };
 
-const DOUBLED = [2, 4, 6, 8, 10];
-
-interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  timedOut: boolean;
-  stdout: string;
-  output: string;
-}
-
-/** The environment of child processes: no test-runner or npm-script state of this process leaks into them. */
-function childEnv(): NodeJS.ProcessEnv {
-  const keep = new Set(['npm_config_cache', 'npm_config_registry', 'npm_config_userconfig', 'npm_config_globalconfig']);
-  const env: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (key === 'NODE_TEST_CONTEXT' || key === 'INIT_CWD') continue;
-    if (key.toLowerCase().startsWith('npm_') && !keep.has(key.toLowerCase())) continue;
-    env[key] = value;
-  }
-  return { ...env, NO_COLOR: '1', NO_UPDATE_NOTIFIER: '1', npm_config_update_notifier: 'false', npm_config_fund: 'false' };
-}
-
-/** Runs a command with its output captured (never inherited); kills its whole process group after `timeout` ms. */
-function run(command: string, args: string[], cwd: string, timeout: number): Promise<RunResult> {
-  return new Promise((resolvePromise) => {
-    const child = spawn(command, args, { cwd, env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    let stdout = '';
-    let output = '';
-    let timedOut = false;
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-      output += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const timer = setTimeout(() => {
-      timedOut = true;
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        child.kill('SIGKILL');
-      }
-    }, timeout);
-    const finish = (code: number | null, signal: NodeJS.Signals | null) => {
-      clearTimeout(timer);
-      resolvePromise({ code, signal, timedOut, stdout, output });
-    };
-    child.on('error', (error) => {
-      output += `\n${String(error)}`;
-      finish(null, null);
-    });
-    child.on('close', finish);
-  });
-}
-
-function describeRun(what: string, result: RunResult): string {
-  const status = result.timedOut ? 'timed out' : `exited with ${result.code ?? result.signal}`;
-  const printed = result.output.length > 12_000 ? `…${result.output.slice(-12_000)}` : result.output;
-  return `${what} ${status}; it printed:\n${printed}`;
-}
-
-async function runOk(what: string, command: string, args: string[], cwd: string, timeout: number): Promise<RunResult> {
-  const result = await run(command, args, cwd, timeout);
-  assert.ok(result.code === 0 && !result.timedOut, describeRun(what, result));
-  return result;
-}
-
 /** Skips the suite when the npm registry does not answer within 30 s. */
 async function registryUnreachable(): Promise<string | undefined> {
   const result = await run('npm', ['view', '@nestjs/core', 'version'], REPO, 30_000);
@@ -123,127 +51,7 @@ function rangeFloor(range: string): string {
   return [...range.matchAll(/\d+\.\d+\.\d+/g)].map((match) => match[0]).toSorted(compareVersions)[0];
 }
 
-function atLeastNode(major: number, minor: number): boolean {
-  const [nodeMajor, nodeMinor] = process.versions.node.split('.').map(Number);
-  return nodeMajor > major || (nodeMajor === major && nodeMinor >= minor);
-}
-
-interface RepoPackage {
-  name: string;
-  version: string;
-  main: string;
-  types: string;
-  exports: Record<string, string | Record<string, string>>;
-  peerDependencies: Record<string, string>;
-  devDependencies: Record<string, string>;
-}
-
-const pkg = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as RepoPackage;
-const tsMajor = Number(/\d+/.exec(pkg.devDependencies.typescript)![0]);
 const skip = await registryUnreachable();
-
-interface AppKind {
-  dir: string;
-  /** What the emitted code looks like for this module format. */
-  importsLibraryAs: RegExp;
-  packageJson: Record<string, unknown>;
-  compilerOptions: Record<string, unknown>;
-  skip?: string;
-}
-
-const COMPILER_OPTIONS = {
-  strict: true,
-  experimentalDecorators: true,
-  emitDecoratorMetadata: true,
-  skipLibCheck: false,
-  target: 'ES2023',
-  types: ['node'],
-  rootDir: 'src',
-  outDir: 'dist',
-};
-
-const APPS: AppKind[] = [
-  {
-    dir: 'esm',
-    importsLibraryAs: /from 'nestjs-batches'/,
-    packageJson: { type: 'module' },
-    compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext' },
-  },
-  {
-    // Nest 12's default CommonJS template: no "type", `module: nodenext`; Nest itself is loaded by require(esm).
-    dir: 'cjs-nodenext',
-    importsLibraryAs: /require\("nestjs-batches"\)/,
-    packageJson: {},
-    compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext' },
-    skip: atLeastNode(20, 19) ? undefined : 'require(esm) needs Node >= 20.19',
-  },
-  {
-    // Plain `module: commonjs`: types found through `types`/`main` (node10 resolution), run through require(esm).
-    // TypeScript 6 deprecates node10 resolution: it stops with TS5107 unless `ignoreDeprecations: "6.0"`.
-    dir: 'cjs-commonjs',
-    importsLibraryAs: /require\("nestjs-batches"\)/,
-    packageJson: {},
-    compilerOptions: {
-      module: 'commonjs',
-      moduleResolution: 'node10',
-      esModuleInterop: true,
-      ...(tsMajor === 6 ? { ignoreDeprecations: '6.0' } : {}),
-    },
-    skip: atLeastNode(20, 19) ? undefined : 'require(esm) needs Node >= 20.19',
-  },
-];
-
-async function createApp(root: string, app: AppKind, overrides: Record<string, unknown> = {}): Promise<string> {
-  const dir = join(root, app.dir);
-  await mkdir(join(dir, 'src'), { recursive: true });
-  for (const file of FIXTURE_FILES) await cp(join(FIXTURE, file), join(dir, 'src', file));
-  await writeFile(join(dir, 'package.json'), JSON.stringify({ name: `${app.dir}-app`, private: true, ...app.packageJson }, null, 2));
-  const tsconfig = { compilerOptions: { ...COMPILER_OPTIONS, ...app.compilerOptions, ...overrides }, include: ['src'] };
-  await writeFile(join(dir, 'tsconfig.json'), JSON.stringify(tsconfig, null, 2));
-  return dir;
-}
-
-async function install(root: string, tarball: string, packages: string[]): Promise<void> {
-  await mkdir(root, { recursive: true });
-  await writeFile(join(root, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
-  const args = ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, ...packages];
-  await runOk(`npm ${args.join(' ')} (in ${root})`, 'npm', args, root, INSTALL_TIMEOUT);
-}
-
-/** One copy of Nest in the tree, none nested under the library, a consistent tree, and no ioredis. */
-async function assertTree(root: string): Promise<void> {
-  const ls = await runOk('npm ls @nestjs/core --all --parseable', 'npm', ['ls', '@nestjs/core', '--all', '--parseable'], root, 60_000);
-  const paths = ls.stdout.split('\n').filter((line) => line.trim() !== '');
-  assert.deepEqual(paths, [join(root, 'node_modules', '@nestjs', 'core')], `expected one @nestjs/core, found:\n${ls.stdout}`);
-  assert.ok(!existsSync(join(root, 'node_modules', 'nestjs-batches', 'node_modules', '@nestjs')), 'a nested @nestjs under nestjs-batches');
-  // Exits non-zero on a missing or unmet (non-optional) peer.
-  await runOk('npm ls --all', 'npm', ['ls', '--all'], root, 60_000);
-  assert.ok(!existsSync(join(root, 'node_modules', 'ioredis')), 'ioredis got installed: the missing-ioredis check would prove nothing');
-}
-
-/** Type-checks, builds and runs the hybrid app, then the app's own spec. */
-async function buildAndRunApp(root: string, dir: string, app: AppKind): Promise<void> {
-  const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
-  await runOk(`[${app.dir}] tsc --noEmit`, process.execPath, [tsc, '--noEmit', '-p', '.'], dir, TSC_TIMEOUT);
-  await runOk(`[${app.dir}] tsc`, process.execPath, [tsc, '-p', '.'], dir, TSC_TIMEOUT);
-  const emitted = await readFile(join(dir, 'dist', 'app.module.js'), 'utf8');
-  assert.match(emitted, app.importsLibraryAs, `[${app.dir}] emitted app.module.js is not in the expected module format`);
-
-  const main = await runOk(`[${app.dir}] node dist/main.js`, process.execPath, ['dist/main.js'], dir, RUN_TIMEOUT);
-  const line = main.stdout.split('\n').find((candidate) => candidate.startsWith('RESULTS '));
-  assert.ok(line, describeRun(`[${app.dir}] node dist/main.js printed no RESULTS line:`, main));
-  assert.deepEqual(JSON.parse(line.slice('RESULTS '.length)), DOUBLED, describeRun(`[${app.dir}] node dist/main.js`, main));
-
-  const spec = await runOk(
-    `[${app.dir}] node --test dist/app.spec.js`,
-    process.execPath,
-    ['--test', '--test-reporter=tap', 'dist/app.spec.js'],
-    dir,
-    RUN_TIMEOUT,
-  );
-  assert.match(spec.stdout, /^# pass 3$/m, describeRun(`[${app.dir}] node --test dist/app.spec.js`, spec));
-  assert.match(spec.stdout, /^# fail 0$/m, describeRun(`[${app.dir}] node --test dist/app.spec.js`, spec));
-}
 
 describe('the packed package in consumer apps', { skip: skip ?? false, timeout: SUITE_TIMEOUT }, () => {
   let work: string;

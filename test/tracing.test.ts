@@ -1,79 +1,16 @@
 import assert from 'node:assert/strict';
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type ContextManager, type Span } from '@opentelemetry/api';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { BatchClient, BatchesConfigError, type SimpleRequest } from 'nestjs-batches';
+import { AsyncLocalStorageContextManager } from './support/async-local-context.js';
+import { exporter, inSpan, provider, spansNamed, waitForSpans } from './support/recorded-spans.js';
 import { AMQP_URL, rabbitSuite } from './support/rabbitmq.js';
-import { waitFor } from './support/wait.js';
 import { recorder, startWorker } from './support/worker-app.js';
-
-/**
- * `@opentelemetry/context-async-hooks` is not installed here: this is the same idea in a few lines
- * (AsyncLocalStorage), enough for context to follow awaits as it does in a Node SDK app.
- */
-class AsyncLocalStorageContextManager implements ContextManager {
-  private readonly storage = new AsyncLocalStorage<Context>();
-
-  active(): Context {
-    return this.storage.getStore() ?? ROOT_CONTEXT;
-  }
-
-  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(
-    ctx: Context,
-    fn: F,
-    thisArg?: ThisParameterType<F>,
-    ...args: A
-  ): ReturnType<F> {
-    return this.storage.run(ctx, () => fn.call(thisArg, ...args));
-  }
-
-  bind<T>(ctx: Context, target: T): T {
-    if (typeof target !== 'function') return target;
-    const { storage } = this;
-    return function (this: unknown, ...args: unknown[]) {
-      return storage.run(ctx, () => (target as (...each: unknown[]) => unknown).apply(this, args));
-    } as T;
-  }
-
-  enable(): this {
-    return this;
-  }
-
-  disable(): this {
-    this.storage.disable();
-    return this;
-  }
-}
-
-const exporter = new InMemorySpanExporter();
-const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-const tracer = provider.getTracer('tracing-test');
-
-/** Spans exported so far whose name is `name`. */
-function spansNamed(name: string, from: InMemorySpanExporter = exporter): ReadableSpan[] {
-  return from.getFinishedSpans().filter((span) => span.name === name);
-}
-
-async function waitForSpans(name: string, count: number, from: InMemorySpanExporter = exporter): Promise<ReadableSpan[]> {
-  await waitFor(() => spansNamed(name, from).length >= count, `${count} span(s) '${name}' (got ${spansNamed(name, from).length})`);
-  return spansNamed(name, from);
-}
-
-/** Runs `fn` inside a new active span `name` (the producer), ending it afterwards. */
-async function inSpan<T>(name: string, fn: (span: Span) => Promise<T>): Promise<T> {
-  return tracer.startActiveSpan(name, async (span) => {
-    try {
-      return await fn(span);
-    } finally {
-      span.end();
-    }
-  });
-}
 
 describe('OpenTelemetry tracing', () => {
   const suite = rabbitSuite();
