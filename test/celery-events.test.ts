@@ -4,71 +4,24 @@ import { after, describe, it } from 'node:test';
 import type { INestMicroservice } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { BatchClient, BatchesConfigError, BatchesModule, ResultBackend, WorkerActivity, type SimpleRequest } from 'nestjs-batches';
-import { celeryMissing, PythonProcess, type PythonEvent } from './support/python.js';
+import { assertFields, COMMON_FIELDS, EventReceiver, WORKER_FIELDS, type CeleryEvent } from './support/celery-event-receiver.js';
+import { celeryMissing, PythonProcess } from './support/python.js';
 import { AMQP_URL, rabbitSuite } from './support/rabbitmq.js';
 import { recorder, startWorker } from './support/worker-app.js';
-import { waitFor } from './support/wait.js';
 
 const skip = celeryMissing();
-const COMMON_FIELDS = ['hostname', 'utcoffset', 'pid', 'clock', 'timestamp', 'type'];
-const WORKER_FIELDS = [...COMMON_FIELDS, 'freq', 'active', 'processed', 'loadavg', 'sw_ident', 'sw_ver', 'sw_sys'];
 
 class QuotaExceeded extends Error {}
 
-type Body = Record<string, unknown> & { type: string };
-
-/** test/python/events.py: a Python `app.events.Receiver` collecting one node's events. */
-class Receiver {
-  readonly process: PythonProcess;
-
-  constructor(hostname: string, queue: string) {
-    this.process = new PythonProcess('events.py', [JSON.stringify({ hostname, seconds: 60 })], queue);
-  }
-
-  ready(): Promise<PythonEvent> {
-    return this.process.waitForEvent('ready');
-  }
-
-  get bodies(): Body[] {
-    return this.process.events.filter((event) => event.event === 'celery').map((event) => event.body as Body);
-  }
-
-  of(type: string, uuid?: string): Body[] {
-    return this.bodies.filter((body) => body.type === type && (uuid === undefined || body.uuid === uuid));
-  }
-
-  async waitFor(type: string, count = 1, uuid?: string, timeout = 15_000): Promise<Body[]> {
-    await waitFor(
-      () => this.of(type, uuid).length >= count,
-      `${count} '${type}' event(s)${uuid ? ` of ${uuid}` : ''} (got: ${this.bodies.map((body) => body.type).join(', ')})`,
-      timeout,
-    );
-    return this.of(type, uuid);
-  }
-
-  /** The final `State` snapshot: printed once the node sent `worker-offline`. */
-  async state(): Promise<PythonEvent> {
-    return this.process.waitForEvent('state');
-  }
-
-  stop(): Promise<void> {
-    return this.process.stop();
-  }
-}
-
-function assertFields(body: Body, fields: string[]): void {
-  for (const field of fields) assert.ok(Object.hasOwn(body, field), `${body.type} has '${field}': ${JSON.stringify(body)}`);
-}
-
 describe('Celery events of a Nest worker, read by a Python app.events.Receiver', { skip }, () => {
   const suite = rabbitSuite();
-  const receivers: Receiver[] = [];
+  const receivers: EventReceiver[] = [];
   after(async () => {
     await Promise.all(receivers.map((each) => each.stop()));
   });
 
-  async function receiver(hostname: string, queue: string): Promise<Receiver> {
-    const each = new Receiver(hostname, queue);
+  async function receiver(hostname: string, queue: string): Promise<EventReceiver> {
+    const each = new EventReceiver(hostname, queue);
     receivers.push(each);
     await each.ready();
     return each;
@@ -125,7 +78,7 @@ describe('Celery events of a Nest worker, read by a Python app.events.Receiver',
       const started = python.of('task-started');
       assert.deepEqual(received.map((body) => body.uuid).toSorted(), ids.toSorted());
       assert.deepEqual(started.map((body) => body.uuid).toSorted(), ids.toSorted());
-      const first = received.find((body) => body.uuid === ids[0]) as Body;
+      const first = received.find((body) => body.uuid === ids[0]) as CeleryEvent;
       assertFields(first, [...COMMON_FIELDS, 'uuid', 'name', 'args', 'kwargs', 'root_id', 'parent_id', 'retries', 'eta', 'expires']);
       assert.equal(first.name, 'ev.add');
       assert.equal(first.args, '[1,10]');

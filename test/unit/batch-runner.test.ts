@@ -3,28 +3,12 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { BatchHandlerOptions } from '../../libs/batches/src/batches.options.js';
 import { BatchEvents } from '../../libs/batches/src/events/batch-events.js';
-import { MemoryResultBackend } from '../../libs/batches/src/results/memory.result-backend.js';
-import type { TaskMeta } from '../../libs/batches/src/results/task-result.js';
 import type { SimpleRequest } from '../../libs/batches/src/simple-request.js';
 import { AckTrackers } from '../../libs/batches/src/transport/ack-tracker.js';
 import { RunningBatches } from '../../libs/batches/src/transport/batch-marks.js';
 import { BatchRunner } from '../../libs/batches/src/transport/batch-runner.js';
 import { Deliveries, FakeChannel, FakeRepublisher, handlerFor, RecordingLogger } from './support/fakes.js';
-
-/** A memory backend whose writes can be made to fail, as a Redis backend does when Redis is gone. */
-class FlakyResultBackend extends MemoryResultBackend {
-  failWrites?: Error;
-
-  protected override async store(meta: TaskMeta): Promise<void> {
-    if (this.failWrites) throw this.failWrites;
-    return super.store(meta);
-  }
-
-  protected override async storeMany(metas: TaskMeta[]): Promise<void> {
-    if (this.failWrites) throw this.failWrites;
-    return super.storeMany(metas);
-  }
-}
+import { FlakyResultBackend } from './support/flaky-result-backend.js';
 
 describe('BatchRunner: how a batch is settled', () => {
   let results: FlakyResultBackend;

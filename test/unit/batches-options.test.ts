@@ -169,9 +169,9 @@ describe('option errors name the option and the fix', () => {
   });
 });
 
-/** A handler's resolved options with defaults but for `options`. */
 const groupBy = (): string => 'k';
 
+/** A handler's resolved options with defaults but for `options`. */
 function handler(options: Partial<ResolvedHandlerOptions>): ResolvedHandlerOptions {
   return { ...handlerOptions({}), ...options };
 }
