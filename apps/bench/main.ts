@@ -13,7 +13,8 @@ import { Runner } from './runner.js';
 import { celeryAvailable } from './systems/celery.js';
 import { localBrokerPid } from './systems/process-tree.js';
 import { redisAvailable } from './systems/redis-results.js';
-import { brokerFloorTable, ceilingSystem, evaluateBrokerFloors, evaluateTargets, targetsTable, withCeilings } from './targets.js';
+import { brokerFloorTable, targetsTable } from './target-tables.js';
+import { ceilingSystem, evaluateBrokerFloors, evaluateTargets, withCeilings } from './targets.js';
 
 const HELP = `npm run bench -- [options]
 

@@ -6,7 +6,6 @@ import { LATENESS } from './systems/lateness.js';
 import type { BrokerFloorResult, TargetResult } from './target-tables.js';
 
 // The Markdown tables live in target-tables.ts, re-exported where they were: main.ts imports one module.
-export { brokerFloorTable, targetsTable, type BrokerFloorResult, type TargetResult } from './target-tables.js';
 
 export const ceilingSystem = (format: CeleryFormat): string => `ceiling [${format}]`;
 

@@ -11,7 +11,6 @@ import {
 } from 'nestjs-batches';
 import { waitFor } from './wait.js';
 
-/** Starts a Nest microservice running the batches worker over `providers`. */
 /** Keeps every warning and error the app logs, for tests that assert on them. */
 export class RecordingLogger extends ConsoleLogger {
   readonly lines: string[] = [];
@@ -34,6 +33,7 @@ export class RecordingLogger extends ConsoleLogger {
   }
 }
 
+/** Starts a Nest microservice running the batches worker over `providers`. */
 export async function startWorker(
   options: BatchesModuleOptions,
   providers: Provider[],
