@@ -2,10 +2,12 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { INestMicroservice } from '@nestjs/common';
-import { AsyncResult, BatchClient, ResultBackend, signature, TaskFailedError, type Signature, type SimpleRequest } from 'nestjs-batches';
+import { AsyncResult, BatchClient, ResultBackend, signature, TaskFailedError, type Signature } from 'nestjs-batches';
+import { childIds, s, valueOf, type CanvasSpec, type WhoAmI } from './support/canvas-spec.js';
+import { nestCanvasTasks, nestRuns, pythonCanvasRunner } from './support/canvas-workers.js';
 import { celeryMissing, PythonProcess } from './support/python.js';
 import { AMQP_URL, rabbitSuite } from './support/rabbitmq.js';
-import { recorder, startWorker, type Recorder } from './support/worker-app.js';
+import { startWorker } from './support/worker-app.js';
 
 /*
  * Celery canvas (chains, link / link_error, chords, groups) across a Python Celery worker and a
@@ -18,70 +20,11 @@ import { recorder, startWorker, type Recorder } from './support/worker-app.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
 const skip = celeryMissing();
-/** Seconds the Python client waits for a whole canvas (all its reads share one deadline). */
-const CANVAS_TIMEOUT = 20;
 /** Milliseconds Nest-side reads wait. */
 const WAIT = 20_000;
 
-// What test/python/canvas_client.py reads: its spec and its outcome line.
-type CanvasSpec = SignatureSpec | { chain: CanvasSpec[] } | { chord: CanvasSpec[]; body: CanvasSpec } | { group: CanvasSpec[] };
-interface SignatureSpec {
-  task: string;
-  args?: unknown[];
-  kwargs?: Record<string, unknown>;
-  immutable?: boolean;
-  options?: Record<string, unknown>;
-  link?: CanvasSpec[];
-  link_error?: CanvasSpec[];
-}
-
-interface Described {
-  kind: 'task' | 'group';
-  id: string;
-  status?: string;
-  result?: unknown;
-  error?: { type: string; module: string; message: string };
-  /** `AsyncResult(id).children` as ids (a group child as `{ group, ids }`). */
-  children?: Array<string | { group: string; ids: string[] }> | null;
-  /** Set when `py.record_error` ran for this task id. */
-  errback_key?: string;
-  /** A group's (or chord header's) members. */
-  results?: Described[];
-}
-
-interface Outcome extends Described {
-  /** The result apply_async returned and its `.parent`s, first to last (a chord's header is a group). */
-  steps: Described[];
-  callbacks: Array<Described & { task: string }>;
-  errbacks: Array<Described & { task: string }>;
-}
-
-/** `task.s(*args)` in the spec language of canvas_client.py. */
-function s(task: string, ...args: unknown[]): SignatureSpec {
-  return { task, args };
-}
-
-/** What a task returned, failing with what Python saw when it did not succeed. */
-function valueOf(described: Described): unknown {
-  assert.equal(described.error, undefined, `task ${described.id} did not succeed: ${JSON.stringify(described.error)}`);
-  assert.equal(described.status, 'SUCCESS');
-  return described.result;
-}
-
-function childIds(described: Described): string[] {
-  return (described.children ?? []).flatMap((child) => (typeof child === 'string' ? [child] : child.ids));
-}
-
 /** A chord header split between the workers: [nest.double.s(1), py.add.s(1, 1), nest.double.s(3)]. */
 const MIXED_HEADER: CanvasSpec[] = [s('nest.double', 1), s('py.add', 1, 1), s('nest.double', 3)];
-
-interface WhoAmI {
-  args: unknown[];
-  id: string;
-  parent_id: string | null;
-  root_id: string | null;
-  group: string | null;
-}
 
 describe('Celery canvas across a Python Celery worker and a Nest batch worker', { skip, timeout: 600_000 }, () => {
   let python: PythonProcess | undefined;
@@ -98,48 +41,9 @@ describe('Celery canvas across a Python Celery worker and a Nest batch worker', 
   let client: BatchClient;
   let results: ResultBackend;
 
-  const handler = { flushEvery: 10, flushInterval: 50, queue: nestQueue };
-  const Double = recorder('nest.double', handler, (requests: SimpleRequest[]) => requests.map((request) => Number(request.args[0]) * 2));
-  const Add = recorder('nest.add', handler, (requests: SimpleRequest[]) =>
-    requests.map((request) => Number(request.args[0]) + Number(request.args[1])),
-  );
-  const TSum = recorder('nest.tsum', handler, (requests: SimpleRequest[]) =>
-    requests.map((request) => (request.args[0] as number[]).reduce((sum, value) => sum + value, 0)),
-  );
-  const Fail = recorder('nest.fail', { ...handler, maxRetries: 0 }, () => {
-    throw new Error('nest.fail fails on purpose');
-  });
-  // Fails each request's first run: its retry must still carry the request's chain.
-  const Flaky = recorder('nest.flaky', { ...handler, flushEvery: 1, maxRetries: 2, retryDelay: 20 }, (requests: SimpleRequest[]) => {
-    if (requests.some((request) => request.retries === 0)) throw new Error('nest.flaky fails its first run');
-    return requests.map((request) => Number(request.args[0]) * 2);
-  });
-
-  /** Builds `canvas` with Celery's API in Python, applies it and reads everything it ran. */
-  async function runCanvas(canvas: CanvasSpec): Promise<Outcome> {
-    const events = await PythonProcess.run(
-      'canvas_client.py',
-      [JSON.stringify({ nest_queue: nestQueue, timeout: CANVAS_TIMEOUT, canvas })],
-      pyQueue,
-    );
-    const outcome = events.find((event) => event.event === 'outcome');
-    assert.ok(outcome, `canvas_client.py printed no outcome: ${JSON.stringify(events)}`);
-    return outcome as unknown as Outcome;
-  }
-
-  /** Every run of the Nest request `id` (more than one when it was retried). */
-  function runsInNest(handlerType: unknown, id: string): SimpleRequest[] {
-    assert.ok(app, 'the Nest worker is up');
-    const recorded = app.get(handlerType as never) as Recorder;
-    return recorded.batches.flat().filter((each) => each.id === id);
-  }
-
-  /** The request the Nest worker ran under `id`. */
-  function ranInNest(handlerType: unknown, id: string): SimpleRequest {
-    const [request] = runsInNest(handlerType, id);
-    assert.ok(request, `the Nest worker ran no request ${id}`);
-    return request;
-  }
+  const { Double, Add, TSum, Fail, Flaky } = nestCanvasTasks(nestQueue);
+  const runCanvas = pythonCanvasRunner({ pyQueue, nestQueue });
+  const { runsInNest, ranInNest } = nestRuns(() => app);
 
   before(async () => {
     python = new PythonProcess('canvas_worker.py', [nestQueue], pyQueue);

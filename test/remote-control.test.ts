@@ -6,7 +6,8 @@ import { promisify } from 'node:util';
 import { before, describe, it } from 'node:test';
 import type { INestMicroservice } from '@nestjs/common';
 import { ResultBackend, RevokedIds, WorkerActivity, type SimpleRequest } from 'nestjs-batches';
-import { celeryMissing, PYTHON, PythonProcess, type PythonEvent } from './support/python.js';
+import { celeryMissing, PYTHON, PythonProcess } from './support/python.js';
+import { pythonRemoteControl, type Info } from './support/python-remote-control.js';
 import { AMQP_URL, rabbitSuite } from './support/rabbitmq.js';
 import { recorder, startWorker, type Recorder } from './support/worker-app.js';
 import { waitFor } from './support/wait.js';
@@ -14,16 +15,6 @@ import { waitFor } from './support/wait.js';
 const run = promisify(execFile);
 const SCRIPTS = fileURLToPath(new URL('../../test/python/', import.meta.url));
 const skip = celeryMissing();
-
-interface ControlSpec {
-  inspect?: string[];
-  revoke?: string[];
-  broadcast?: Array<{ command: string; arguments?: Record<string, unknown> }>;
-  destination?: string[];
-  timeout?: number;
-}
-
-type Info = Record<string, unknown>;
 
 describe('Celery remote control (pidbox) of a Nest worker, from Python', { skip }, () => {
   const suite = rabbitSuite();
@@ -43,30 +34,7 @@ describe('Celery remote control (pidbox) of a Nest worker, from Python', { skip 
   // Holds its batch until the test releases it, so it shows as active.
   const Blocking = recorder('rc.block', { flushEvery: 1, flushInterval: 50, queue: quick }, () => blocked);
 
-  /** Runs test/python/control.py against our node only. */
-  function control(spec: ControlSpec): Promise<PythonEvent[]> {
-    return PythonProcess.run('control.py', [JSON.stringify({ destination: [hostname], timeout: 3, ...spec })], buffered);
-  }
-
-  async function inspect(method: string): Promise<unknown> {
-    const [event] = await control({ inspect: [method] });
-    const reply = event.reply as Record<string, unknown> | null;
-    assert.ok(reply, `no reply to inspect ${method}`);
-    assert.deepEqual(Object.keys(reply), [hostname]);
-    return reply[hostname];
-  }
-
-  /** Polls an inspect command until `check` holds for its reply (each poll is a Python process). */
-  async function inspectUntil(method: string, check: (reply: Info[]) => boolean, what: string): Promise<Info[]> {
-    let last: Info[] = [];
-    await waitFor(
-      async () => check((last = (await inspect(method)) as Info[])),
-      `${what} (last reply: ${JSON.stringify(last)})`,
-      20_000,
-      0,
-    );
-    return last;
-  }
+  const { control, inspect, inspectUntil } = pythonRemoteControl(hostname, buffered);
 
   function recorded(type: unknown): Recorder {
     return app.get(type as never) as Recorder;
@@ -250,24 +218,5 @@ describe('Celery remote control (pidbox) of a Nest worker, from Python', { skip 
       ],
     );
     assert.equal(app.get(WorkerActivity).eventsEnabled, false);
-  });
-});
-
-describe('RevokedIds', () => {
-  it("keeps at most maxSize ids, each for its expiry, like Celery's LimitedSet", () => {
-    let now = 0;
-    const ids = new RevokedIds(3, 1_000, () => now);
-    ids.add('a', 'b', 'c', 'd');
-    assert.deepEqual(ids.list(), ['b', 'c', 'd']);
-    assert.equal(ids.has('a'), false);
-    now = 600;
-    ids.add('b'); // revoked again: its expiry restarts
-    now = 1_100;
-    assert.deepEqual(ids.list(), ['b']);
-    assert.equal(ids.has('c'), false);
-    assert.equal(ids.has('b'), true);
-    now = 1_700;
-    assert.equal(ids.has('b'), false);
-    assert.equal(ids.size, 0);
   });
 });
