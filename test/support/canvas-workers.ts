@@ -65,3 +65,11 @@ export function nestRuns(app: () => INestMicroservice | undefined): {
 
   return { runsInNest, ranInNest };
 }
+
+/** What the cases registered in canvas.test.ts's suite share: the two workers it starts once. */
+export interface CanvasWorkers {
+  readonly tasks: ReturnType<typeof nestCanvasTasks>;
+  runCanvas(canvas: CanvasSpec): Promise<Outcome>;
+  runsInNest(handlerType: unknown, id: string): SimpleRequest[];
+  ranInNest(handlerType: unknown, id: string): SimpleRequest;
+}
