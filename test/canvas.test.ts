@@ -9,6 +9,7 @@ import { nestCanvasTasks, nestRuns, pythonCanvasRunner } from './support/canvas-
 import { celeryMissing, PythonProcess } from './support/python.js';
 import { AMQP_URL, rabbitSuite } from './support/rabbitmq.js';
 import { startWorker } from './support/worker-app.js';
+import { REDIS_URL } from './support/redis-results.js';
 
 /*
  * Celery canvas (chains, link / link_error, chords, groups) across a Python Celery worker and a
@@ -21,7 +22,6 @@ import { startWorker } from './support/worker-app.js';
  * below so they share both workers.
  */
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
 const skip = celeryMissing();
 /** Milliseconds Nest-side reads wait. */
 const WAIT = 20_000;

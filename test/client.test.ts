@@ -4,8 +4,8 @@ import { BatchClient, EagerResult, ResultBackend, signature, TaskFailedError, Un
 import { AMQP_URL, closeAllConnections, queueCounts, TestRabbit, uniqueQueue } from './support/rabbitmq.js';
 import { waitFor } from './support/wait.js';
 import { recorder, startWorker } from './support/worker-app.js';
+import { REDIS_URL } from './support/redis-results.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
 const queues: string[] = [];
 
 after(async () => {

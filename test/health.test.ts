@@ -18,8 +18,7 @@ import { AMQP_URL, rabbitSuite } from './support/rabbitmq.js';
 import { ServiceProxy } from './support/service-proxy.js';
 import { waitFor } from './support/wait.js';
 import { recorder, RecordingLogger } from './support/worker-app.js';
-
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+import { REDIS_URL } from './support/redis-results.js';
 
 @Controller()
 class HealthController {

@@ -6,8 +6,8 @@ import { CELERY_HEADERS, pythonIso } from './support/celery-headers.js';
 import { celeryMissing, PythonProcess } from './support/python.js';
 import { AMQP_URL, rabbitSuite } from './support/rabbitmq.js';
 import { startWorker } from './support/worker-app.js';
+import { REDIS_URL } from './support/redis-results.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
 const skipPython = celeryMissing();
 
 /** What test/python/lean_worker.py's `lean.inspect` returns: the message as the Python worker read it. */

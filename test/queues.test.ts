@@ -8,8 +8,8 @@ import { celeryMissing, PythonProcess } from './support/python.js';
 import { AMQP_URL, queueCounts, rabbitSuite } from './support/rabbitmq.js';
 import { waitFor } from './support/wait.js';
 import { recorder, startWorker } from './support/worker-app.js';
+import { REDIS_URL } from './support/redis-results.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
 const suite = rabbitSuite();
 const run = promisify(execFile);
 

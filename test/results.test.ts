@@ -12,8 +12,7 @@ import {
 } from 'nestjs-batches';
 import { AMQP_URL, TestRabbit, uniqueQueue } from './support/rabbitmq.js';
 import { recorder, startWorker } from './support/worker-app.js';
-
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+import { REDIS_URL } from './support/redis-results.js';
 
 function numbers(request: SimpleRequest): number[] {
   return [...request.args, ...Object.values(request.kwargs)].map(Number);

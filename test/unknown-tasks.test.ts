@@ -16,8 +16,8 @@ import { celeryMissing, PythonProcess, type PythonEvent } from './support/python
 import { AMQP_URL, queueCounts, rabbitSuite } from './support/rabbitmq.js';
 import { waitFor } from './support/wait.js';
 import { recorder, RecordingLogger, startWorker } from './support/worker-app.js';
+import { REDIS_URL } from './support/redis-results.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
 const skip = celeryMissing();
 
 /** What Celery 5.2's worker stores for a task it has no handler for (`on_unknown_task`). */
