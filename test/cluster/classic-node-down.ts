@@ -99,7 +99,7 @@ export function classicQueuesWithANodeDown(booted: () => RabbitCluster): void {
         // Redelivered 'fail' is dead-lettered once `<queue>.dead` is back (the second worker declares it again meanwhile).
         await waitFor(async () => (await messages(`${queue}.dead`)) === 1, `one message on ${queue}.dead`, 60_000, 500);
         assert.ok(reconnectSeconds < 30);
-        console.log(`cluster-unreachable figures: consumed_again_after_s=${reconnectSeconds.toFixed(1)}`);
+        console.log(`classic-node-down figures: consumed_again_after_s=${reconnectSeconds.toFixed(1)}`);
       } finally {
         await first.app.close().catch(() => undefined);
         await second?.app.close();
