@@ -116,7 +116,7 @@ describe('Redis result backend, in Celery’s format', () => {
     } finally {
       internals.client.sendCommand = sendCommand;
     }
-    assert.equal(sent.filter((name) => name !== 'script').length, 1, sent.join(', '));
+    assert.equal(sent.filter((command) => command !== 'script').length, 1, sent.join(', '));
     assert.equal((await redis.stored(ids[0])).result, 'first', 'a stored SUCCESS stands');
     assert.deepEqual(await redis.stored(ids[49]), {
       status: 'SUCCESS',

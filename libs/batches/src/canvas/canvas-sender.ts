@@ -71,7 +71,7 @@ export class CanvasSender {
       },
     };
     const [first, ...rest] = tasks;
-    return this.send(first, partial, { ...context, chain: rest.reverse() });
+    return this.send(first, partial, { ...context, chain: rest.toReversed() });
   }
 
   private async sendTask(sig: Signature, partial: TaskArgs, context: SendContext): Promise<string> {
