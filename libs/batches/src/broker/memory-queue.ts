@@ -1,5 +1,6 @@
 import type { Delivery, DeliveryChannel, QueueConsumer } from './broker.interface.js';
 import { WaitingMessages, type StoredMessage } from './memory-messages.js';
+import { Ring } from '../ring.js';
 
 export class MemoryQueue {
   private readonly waiting = new WaitingMessages();
@@ -93,14 +94,12 @@ class MemoryConsumer implements QueueConsumer, DeliveryChannel {
   open = true;
   private consuming = true;
   /**
-   * Delivered messages in tag order in a ring that doubles when full, `undefined` once acked: tags
-   * rise by one, so the message of tag `t` is `t - firstTag` slots after `start`, and delivering
-   * and acking need no map and allocate nothing.
+   * Delivered messages in tag order, cleared once acked (acked ones behind an unacked one stay as
+   * empty slots): tags rise by one, so the message of tag `t` is `t - firstTag` slots after the
+   * front, and delivering and acking need no map and allocate nothing.
    */
-  private ring = Array.from<StoredMessage | undefined>({ length: 64 });
-  private start = 0;
-  /** Slots in use from `start` (acked ones behind an unacked one included), and the tag of the first. */
-  private used = 0;
+  private readonly delivered = new Ring<StoredMessage>();
+  /** The tag of the front slot. */
   private firstTag = 1;
   private unacked = 0;
 
@@ -119,33 +118,29 @@ class MemoryConsumer implements QueueConsumer, DeliveryChannel {
   }
 
   deliver(message: StoredMessage): void {
-    if (this.used === this.ring.length) this.grow();
-    message.deliveryTag = this.firstTag + this.used;
+    message.deliveryTag = this.firstTag + this.delivered.length;
     message.channel = this;
-    this.ring[(this.start + this.used) & (this.ring.length - 1)] = message;
-    this.used++;
+    this.delivered.push(message);
     this.unacked++;
     this.onDelivery(message);
   }
 
   ack(deliveryTag: number, multiple: boolean): void {
     if (!this.open) return;
+    const { delivered } = this;
     const offset = deliveryTag - this.firstTag;
-    const mask = this.ring.length - 1;
-    if (!(offset >= 0 && offset < this.used && this.ring[(this.start + offset) & mask] !== undefined)) {
+    if (!(offset >= 0 && offset < delivered.length && delivered.at(offset) !== undefined)) {
       // RabbitMQ closes the channel on an unknown tag (PRECONDITION_FAILED); fail as loudly.
       throw new Error(`memory broker: unknown delivery tag ${deliveryTag}`);
     }
     for (let at = multiple ? 0 : offset; at <= offset; at++) {
-      const slot = (this.start + at) & mask;
-      if (this.ring[slot] === undefined) continue;
-      this.ring[slot] = undefined;
+      if (delivered.at(at) === undefined) continue;
+      delivered.clear(at);
       this.unacked--;
     }
     // Acked messages at the front leave the ring.
-    while (this.used > 0 && this.ring[this.start] === undefined) {
-      this.start = (this.start + 1) & mask;
-      this.used--;
+    while (delivered.length > 0 && delivered.at(0) === undefined) {
+      delivered.shift();
       this.firstTag++;
     }
     this.queue.schedule();
@@ -171,22 +166,12 @@ class MemoryConsumer implements QueueConsumer, DeliveryChannel {
     this.open = false;
     this.queue.removeConsumer(this);
     const unacked: StoredMessage[] = [];
-    for (let offset = 0; offset < this.used; offset++) {
-      const message = this.ring[(this.start + offset) & (this.ring.length - 1)];
+    while (this.delivered.length > 0) {
+      const message = this.delivered.shift();
+      this.firstTag++;
       if (message !== undefined) unacked.push(message);
     }
-    this.ring.fill(undefined);
-    this.firstTag += this.used;
-    this.used = 0;
     this.unacked = 0;
     this.queue.requeue(unacked);
-  }
-
-  /** Doubles the ring, its messages moved to the front in order. */
-  private grow(): void {
-    const ring = Array.from<StoredMessage | undefined>({ length: this.ring.length * 2 });
-    for (let offset = 0; offset < this.used; offset++) ring[offset] = this.ring[(this.start + offset) & (this.ring.length - 1)];
-    this.ring = ring;
-    this.start = 0;
   }
 }

@@ -6,6 +6,7 @@ import type { ResolvedModuleOptions } from '../options/resolve-module-options.js
 import { BatchEvents } from '../events/batch-events.js';
 import { HandlerExplorer } from '../handler.explorer.js';
 import type { ResultBackend } from '../results/result-backend.js';
+import { Ring } from '../ring.js';
 import type { SimpleRequest } from '../simple-request.js';
 import type { AckTrackers } from '../transport/ack-tracker.js';
 import type { Envelope } from '../transport/envelope.js';
@@ -164,68 +165,48 @@ export class WorkerActivity implements WorkerState {
 }
 
 /**
- * One task's buffered requests in arrival order, in a ring that doubles when full (no allocation
- * per request). Batches usually leave from the front; a grouped one (`groupBy`) can pass older
- * requests of other keys, and its requests are then skipped when they reach the front.
+ * One task's buffered requests in arrival order, in a ring (no allocation per request). Batches
+ * usually leave from the front; a grouped one (`groupBy`) can pass older requests of other keys,
+ * and its requests are then skipped when they reach the front.
  */
 class BufferedRequests {
-  private ring = Array.from<SimpleRequest | undefined>({ length: 64 });
-  private start = 0;
-  private count = 0;
+  private readonly ring = new Ring<SimpleRequest>();
   /** Requests that left out of order and are still behind the front. */
   private taken = new Set<SimpleRequest>();
 
   constructor(readonly task: string) {}
 
   push(request: SimpleRequest): void {
-    if (this.count === this.ring.length) this.grow();
-    this.ring[(this.start + this.count) & (this.ring.length - 1)] = request;
-    this.count++;
+    this.ring.push(request);
   }
 
   /** The requests of `batch` (in buffer order, as every batch is) left the buffer. */
   take(batch: readonly Envelope[]): void {
+    const { ring } = this;
     const size = batch.length;
-    if (size <= this.count && this.at(0) === batch[0].request && this.at(size - 1) === batch[size - 1].request) {
+    if (size <= ring.length && ring.at(0) === batch[0].request && ring.at(size - 1) === batch[size - 1].request) {
       // First and last at the front: in buffer order, the batch is the whole front.
-      for (let index = 0; index < size; index++) this.shift();
+      for (let index = 0; index < size; index++) ring.shift();
     } else {
       for (let index = 0; index < size; index++) {
         const { request } = batch[index];
-        if (this.count > 0 && this.at(0) === request) this.shift();
+        if (ring.length > 0 && ring.at(0) === request) ring.shift();
         else this.taken.add(request);
       }
     }
     if (this.taken.size === 0) return;
-    while (this.count > 0 && this.taken.delete(this.at(0) as SimpleRequest)) this.shift();
+    while (ring.length > 0 && this.taken.delete(ring.at(0) as SimpleRequest)) ring.shift();
     // A request never buffered here (none is, in the worker) must not stay in `taken`.
-    if (this.taken.size > this.count) this.taken = new Set(this.requests(true));
+    if (this.taken.size > ring.length) this.taken = new Set(this.requests(true));
   }
 
   /** The buffered requests, oldest first (with `taken`, only those that left out of order). */
   requests(taken = false): SimpleRequest[] {
     const requests: SimpleRequest[] = [];
-    for (let offset = 0; offset < this.count; offset++) {
-      const request = this.at(offset) as SimpleRequest;
+    for (let offset = 0; offset < this.ring.length; offset++) {
+      const request = this.ring.at(offset) as SimpleRequest;
       if (this.taken.has(request) === taken) requests.push(request);
     }
     return requests;
-  }
-
-  private at(offset: number): SimpleRequest | undefined {
-    return this.ring[(this.start + offset) & (this.ring.length - 1)];
-  }
-
-  private shift(): void {
-    this.ring[this.start] = undefined;
-    this.start = (this.start + 1) & (this.ring.length - 1);
-    this.count--;
-  }
-
-  private grow(): void {
-    const ring = Array.from<SimpleRequest | undefined>({ length: this.ring.length * 2 });
-    for (let offset = 0; offset < this.count; offset++) ring[offset] = this.at(offset);
-    this.ring = ring;
-    this.start = 0;
   }
 }
