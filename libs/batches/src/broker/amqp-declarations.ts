@@ -66,18 +66,18 @@ export class AmqpDeclarations {
     const declaration = typeof given === 'object' ? given : typeof given === 'string' ? undefined : this.queueDeclarations.get(queue);
     if (declaration) {
       let key = this.declarationKeys.get(declaration);
-      if (key === undefined) this.declarationKeys.set(declaration, (key = `queue:${queue}:${JSON.stringify(declaration)}`));
+      if (key === undefined) this.declarationKeys.set(declaration, (key = declarationKey(queue, declaration)));
       return { declaration, key };
     }
     // Through a named exchange (rare): built anew each time.
     if (typeof given === 'string') {
       const named = celeryQueueDeclaration(queue, given);
-      return { declaration: named, key: `queue:${queue}:${JSON.stringify(named)}` };
+      return { declaration: named, key: declarationKey(queue, named) };
     }
     let celery = this.defaultDeclarations.get(queue);
     if (!celery) {
       const standard = celeryQueueDeclaration(queue);
-      celery = { declaration: standard, key: `queue:${queue}:${JSON.stringify(standard)}` };
+      celery = { declaration: standard, key: declarationKey(queue, standard) };
       this.defaultDeclarations.set(queue, celery);
     }
     return celery;
@@ -210,6 +210,11 @@ export class AmqpDeclarations {
       }
     }
   }
+}
+
+/** The cache key of `queue` declared as `declaration` (all of a queue's keys start with `queue:<name>:`). */
+function declarationKey(queue: string, declaration: QueueDeclaration): string {
+  return `queue:${queue}:${JSON.stringify(declaration)}`;
 }
 
 /** A declaration made on the current connection; `settled` once RabbitMQ answered it. */
