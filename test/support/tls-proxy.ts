@@ -75,18 +75,19 @@ export class TlsProxy {
 
 /** `amqps://` to the proxy, with the test broker's credentials and vhost. */
 export function amqpsUrl(proxy: TlsProxy, host = 'localhost'): string {
-  const url = new URL(AMQP_URL);
-  url.protocol = 'amqps:';
-  url.hostname = host;
-  url.port = String(proxy.port);
-  return url.toString();
+  return throughProxy(AMQP_URL, 'amqps:', proxy, host);
 }
 
 /** `rediss://` to the proxy, with the test Redis's database (and password, if any). */
 export function redissUrl(proxy: TlsProxy, host = 'localhost'): string {
-  const url = new URL(REDIS);
-  url.protocol = 'rediss:';
-  url.hostname = host;
-  url.port = String(proxy.port);
-  return url.toString();
+  return throughProxy(REDIS.toString(), 'rediss:', proxy, host);
+}
+
+/** `url` with its TLS scheme, to the proxy at `host`. */
+function throughProxy(url: string, protocol: string, proxy: TlsProxy, host: string): string {
+  const proxied = new URL(url);
+  proxied.protocol = protocol;
+  proxied.hostname = host;
+  proxied.port = String(proxy.port);
+  return proxied.toString();
 }
