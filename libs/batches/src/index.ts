@@ -34,7 +34,7 @@ export {
 export { SimpleRequest, type DeliveryInfo, type TaskArgs, type TaskKwargs } from './simple-request.js';
 export { BatchesServer, BATCHES_TRANSPORT, type BatchesStatus } from './transport/batches.server.js';
 export { UnknownTaskError } from './transport/batch-worker.js';
-export { DEAD_LETTER_SUFFIX, deadLetterQueue } from './transport/republisher.js';
+export { DEAD_LETTER_SUFFIX, deadLetterQueue } from './broker/broker.interface.js';
 export { BatchClient, type ApplyAsyncOptions, type ApplyOptions } from './client/batch.client.js';
 export { AsyncResult, EagerResult, GroupResult } from './client/async-result.js';
 export { signature, type Signature, type SignatureOptions } from './canvas/signature.js';

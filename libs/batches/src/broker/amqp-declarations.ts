@@ -8,7 +8,7 @@ import {
   type BrokerFailedError,
   type DeclarationContext,
 } from './broker-errors.js';
-import { celeryQueueDeclaration, queueArguments } from './broker.interface.js';
+import { celeryQueueDeclaration, DEAD_LETTER_SUFFIX, queueArguments } from './broker.interface.js';
 import type { BroadcastBinding, QueueDeclaration, QueueType } from './broker.interface.js';
 import { UnreachableQueues } from './unreachable-queues.js';
 
@@ -89,7 +89,7 @@ export class AmqpDeclarations {
    * the background and the task queue is consumed meanwhile.
    */
   declareDeadLetterQueue(queue: string, type: QueueType = 'classic'): Promise<void> {
-    const deadLetterOf = queue.endsWith('.dead') ? queue.slice(0, -'.dead'.length) : queue;
+    const deadLetterOf = queue.endsWith(DEAD_LETTER_SUFFIX) ? queue.slice(0, -DEAD_LETTER_SUFFIX.length) : queue;
     const declared = this.declareOnce(
       queue,
       `dead:${queue}:${type}`,

@@ -77,6 +77,13 @@ export interface QueueDeclaration {
   bindings: string[];
 }
 
+/** What a task queue's dead-letter queue is named after it: `<queue>.dead`. */
+export const DEAD_LETTER_SUFFIX = '.dead';
+
+export function deadLetterQueue(queue: string): string {
+  return `${queue}${DEAD_LETTER_SUFFIX}`;
+}
+
 /** Celery's declaration of `queue`: direct exchange `queue`, routing key `queue`, no arguments. */
 export function celeryQueueDeclaration(queue: string, exchange = queue): QueueDeclaration {
   return { type: 'classic', arguments: {}, exchange, exchangeType: 'direct', routingKey: queue, bindings: [] };

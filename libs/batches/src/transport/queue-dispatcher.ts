@@ -1,6 +1,6 @@
 import type { Logger } from '@nestjs/common';
 import { MAX_PREFETCH } from '../options/prefetch.js';
-import type { Broker, Delivery, QueueConsumer } from '../broker/broker.interface.js';
+import { deadLetterQueue, type Broker, type Delivery, type QueueConsumer } from '../broker/broker.interface.js';
 import { decodeTaskMessage, InvalidMessageError, type TaskMessage } from '../protocol/task-message-decode.js';
 import { NotRegistered } from '../results/not-registered.js';
 import type { ResultBackend } from '../results/result-backend.js';
@@ -10,7 +10,7 @@ import type { AckTrackers } from './ack-tracker.js';
 import type { BatchPipeline } from './batch-pipeline.js';
 import { DueTimer } from './due-timer.js';
 import { envelopeFor, type Envelope } from './envelope.js';
-import { deadLetterQueue, printable, type Republisher } from './republisher.js';
+import { printable, type Republisher } from './republisher.js';
 
 export interface QueueDispatcherDeps {
   broker: Broker;

@@ -1,13 +1,7 @@
 import { PublishUnroutableError } from '../broker/broker-errors.js';
-import type { Broker, Delivery } from '../broker/broker.interface.js';
+import { deadLetterQueue, type Broker, type Delivery } from '../broker/broker.interface.js';
 import type { TaskMessage } from '../protocol/task-message-decode.js';
 import { encodeRetry, type MessageFormat } from '../protocol/task-message-encode.js';
-
-export const DEAD_LETTER_SUFFIX = '.dead';
-
-export function deadLetterQueue(queue: string): string {
-  return `${queue}${DEAD_LETTER_SUFFIX}`;
-}
 
 /** The longest dead-letter reason kept; reasons can quote producer-chosen names. */
 const MAX_REASON_LENGTH = 300;
